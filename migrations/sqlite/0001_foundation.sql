@@ -1,0 +1,74 @@
+-- Sésame foundation: accounts, portals, signing keys, consents, refresh tokens, audit.
+-- Times are unix seconds (BIGINT), flags 0/1 integers, ids TEXT: the subset the sqlx Any driver reads on both backends.
+
+CREATE TABLE users (
+    id                  TEXT PRIMARY KEY,
+    username            TEXT NOT NULL UNIQUE,
+    email               TEXT NOT NULL,
+    given_name          TEXT,
+    family_name         TEXT,
+    password_hash       TEXT,
+    password_temporary  INTEGER NOT NULL DEFAULT 0,
+    password_changed_at INTEGER NOT NULL,
+    disabled            INTEGER NOT NULL DEFAULT 0,
+    created_at          INTEGER NOT NULL,
+    updated_at          INTEGER NOT NULL
+);
+
+CREATE TABLE clients (
+    client_id                  TEXT PRIMARY KEY,
+    secret_hash                TEXT,
+    redirect_uris              TEXT NOT NULL,
+    post_logout_redirect_uris  TEXT NOT NULL,
+    backchannel_logout_uri     TEXT,
+    auth_method                TEXT NOT NULL,
+    grants                     TEXT NOT NULL,
+    first_party                INTEGER NOT NULL DEFAULT 0,
+    sensitive                  INTEGER NOT NULL DEFAULT 0,
+    id_token_alg               TEXT NOT NULL DEFAULT 'RS256',
+    created_at                 INTEGER NOT NULL
+);
+
+CREATE TABLE signing_keys (
+    kid         TEXT PRIMARY KEY,
+    alg         TEXT NOT NULL,
+    generation  INTEGER NOT NULL,
+    private_key TEXT NOT NULL,
+    public_jwk  TEXT NOT NULL,
+    created_at  INTEGER NOT NULL,
+    retired_at  INTEGER,
+    UNIQUE (generation, alg)
+);
+
+CREATE TABLE consents (
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    client_id  TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+    scopes     TEXT NOT NULL,
+    granted_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, client_id)
+);
+
+CREATE TABLE refresh_tokens (
+    token_hash TEXT PRIMARY KEY,
+    family_id  TEXT NOT NULL,
+    user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+    client_id  TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+    grant_json TEXT NOT NULL,
+    issued_at  INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    spent      INTEGER NOT NULL DEFAULT 0,
+    revoked    INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
+CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+
+CREATE TABLE audit_events (
+    id        INTEGER PRIMARY KEY AUTOINCREMENT,
+    at        INTEGER NOT NULL,
+    event     TEXT NOT NULL,
+    user_id   TEXT,
+    client_id TEXT,
+    ip        TEXT,
+    detail    TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX audit_events_at ON audit_events (at);

@@ -1,0 +1,14 @@
+//! Types that are valid once built, and the pure rules of the protocol. No I/O here.
+
+pub mod claims;
+pub mod client;
+pub mod pkce;
+pub mod redirect_uri;
+pub mod scope;
+pub mod user;
+
+pub use client::{Client, ClientId, GrantType, IdTokenAlg, TokenAuthMethod};
+pub use pkce::CodeChallenge;
+pub use redirect_uri::RedirectUri;
+pub use scope::Scopes;
+pub use user::{Email, Username};

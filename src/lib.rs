@@ -1,0 +1,5 @@
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod keys;
+pub mod store;

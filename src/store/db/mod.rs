@@ -1,0 +1,135 @@
+//! The durable store: sqlx's Any driver over SQLite (default) or PostgreSQL, chosen by the URL.
+//!
+//! Runtime queries in the SQL both backends share (`$n`, `RETURNING`, `ON CONFLICT`), columns of
+//! the types Any reads on both (TEXT, BIGINT/INTEGER; flags as 0/1, times as unix seconds), and
+//! one migrations folder per backend, embedded in the binary.
+
+pub mod audit;
+pub mod clients;
+pub mod consents;
+pub mod refresh_tokens;
+pub mod signing_keys;
+pub mod users;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Executor};
+
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    #[error("database error: {0}")]
+    Sqlx(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("cannot create {path}: {source}")]
+    CreateDir { path: String, source: std::io::Error },
+    #[error("corrupt row in {table}: {reason}")]
+    Corrupt { table: &'static str, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Clone)]
+pub struct Db {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Db {
+    /// Connects (creating the SQLite file and its folder if missing) without migrating.
+    pub async fn connect(url: &str) -> Result<Self, DbError> {
+        install_default_drivers();
+        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
+        let url = match backend {
+            Backend::Sqlite => {
+                let (url, path) = sqlite_url(url);
+                if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+                    std::fs::create_dir_all(dir)
+                        .map_err(|source| DbError::CreateDir { path: dir.display().to_string(), source })?;
+                }
+                options = options.max_connections(8).after_connect(|conn, _| {
+                    Box::pin(async move {
+                        conn.execute("PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA synchronous = NORMAL;")
+                            .await
+                            .map(drop)
+                    })
+                });
+                url
+            }
+            Backend::Postgres => {
+                options = options.max_connections(16);
+                url.to_owned()
+            }
+        };
+        let pool = options.connect(&url).await?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers go on while one writer commits.
+            pool.execute("PRAGMA journal_mode = WAL;").await?;
+        }
+        Ok(Self { pool, backend })
+    }
+
+    /// Connects and applies pending migrations: what `serve` does at start-up.
+    pub async fn open(url: &str) -> Result<Self, DbError> {
+        let db = Self::connect(url).await?;
+        db.migrate().await?;
+        Ok(db)
+    }
+
+    pub async fn migrate(&self) -> Result<(), DbError> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
+        }
+        Ok(())
+    }
+
+    pub async fn ping(&self) -> Result<(), DbError> {
+        self.pool.execute("SELECT 1").await.map(drop).map_err(Into::into)
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await
+    }
+}
+
+/// `sqlite://data/x.db` → the URL sqlx opens (read-write-create) and the file path.
+fn sqlite_url(url: &str) -> (String, std::path::PathBuf) {
+    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let query = if query.contains("mode=") { query.to_owned() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
+    (format!("sqlite://{path}?{query}"), std::path::PathBuf::from_str(path).unwrap_or_else(|_| Path::new(path).to_owned()))
+}
+
+pub(crate) fn now() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+pub(crate) fn flag(b: bool) -> i64 {
+    b as i64
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sqlite_urls() {
+        assert_eq!(super::sqlite_url("sqlite://data/s.db").0, "sqlite://data/s.db?mode=rwc");
+        assert_eq!(super::sqlite_url("sqlite:///tmp/s.db?mode=ro").0, "sqlite:///tmp/s.db?mode=ro");
+    }
+}
