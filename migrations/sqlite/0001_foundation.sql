@@ -26,6 +26,8 @@ CREATE TABLE clients (
     first_party                INTEGER NOT NULL DEFAULT 0,
     sensitive                  INTEGER NOT NULL DEFAULT 0,
     id_token_alg               TEXT NOT NULL DEFAULT 'RS256',
+    allowed_scopes             TEXT NOT NULL DEFAULT '[]',
+    resources                  TEXT NOT NULL DEFAULT '[]',
     created_at                 INTEGER NOT NULL
 );
 
@@ -53,6 +55,7 @@ CREATE TABLE refresh_tokens (
     family_id  TEXT NOT NULL,
     user_id    TEXT NOT NULL REFERENCES users(id) ON DELETE CASCADE,
     client_id  TEXT NOT NULL REFERENCES clients(client_id) ON DELETE CASCADE,
+    session_id TEXT,
     grant_json TEXT NOT NULL,
     issued_at  INTEGER NOT NULL,
     expires_at INTEGER NOT NULL,
@@ -61,6 +64,7 @@ CREATE TABLE refresh_tokens (
 );
 CREATE INDEX refresh_tokens_family ON refresh_tokens (family_id);
 CREATE INDEX refresh_tokens_user ON refresh_tokens (user_id);
+CREATE INDEX refresh_tokens_session ON refresh_tokens (session_id);
 
 CREATE TABLE audit_events (
     id        INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -78,6 +78,10 @@ pub struct Client {
     pub sensitive: bool,
     pub id_token_alg: IdTokenAlg,
     pub created_at: i64,
+    /// API scopes it may ask for with client_credentials.
+    pub allowed_scopes: Vec<String>,
+    /// APIs (RFC 8707 resource indicators) it may get JWT access tokens for.
+    pub resources: Vec<String>,
 }
 
 impl Client {
@@ -108,6 +112,8 @@ pub struct NewClient {
     pub first_party: bool,
     pub sensitive: bool,
     pub id_token_alg: IdTokenAlg,
+    pub allowed_scopes: Vec<String>,
+    pub resources: Vec<String>,
 }
 
 impl NewClient {
@@ -121,6 +127,17 @@ impl NewClient {
         }
         if public && self.grants.contains(&GrantType::ClientCredentials) {
             return Err("a public client cannot use client_credentials".into());
+        }
+        for s in &self.allowed_scopes {
+            if crate::domain::Scopes::parse(s).map(|p| p.iter().count()) != Ok(1) {
+                return Err(format!("`{s}` is not a single scope token"));
+            }
+        }
+        for r in &self.resources {
+            match url::Url::parse(r) {
+                Ok(u) if u.fragment().is_none() && matches!(u.scheme(), "https" | "http") => {}
+                _ => return Err(format!("`{r}` is not an absolute http(s) URI without fragment")),
+            }
         }
         Ok(())
     }

@@ -41,6 +41,9 @@ impl RedirectUri {
 
     /// This URI with response parameters appended to its query, keeping the registered ones.
     pub fn with_params(&self, params: &[(&str, &str)]) -> String {
+        if params.is_empty() {
+            return self.0.clone();
+        }
         let mut url = url::Url::parse(&self.0).expect("validated at registration");
         {
             let mut q = url.query_pairs_mut();

@@ -63,6 +63,7 @@ pub struct KeyInfo {
 /// What the ring holds at one moment; swapped whole on reload.
 pub struct Snapshot {
     active: HashMap<IdTokenAlg, Arc<SigningKey>>,
+    by_kid: HashMap<String, Arc<SigningKey>>,
     jwks_json: Bytes,
     jwks: CoreJsonWebKeySet,
     pub infos: Vec<KeyInfo>,
@@ -125,6 +126,28 @@ impl KeyRing {
 
     pub fn jwks(&self) -> CoreJsonWebKeySet {
         self.snapshot().jwks.clone()
+    }
+
+    /// The claims of a compact JWS signed by one of our published keys, or `None`. Checks the
+    /// signature and that the header's `alg` is the key's own (no `none`, no confusion);
+    /// the caller checks the claims.
+    pub fn verify_jwt(&self, jwt: &str) -> Option<serde_json::Value> {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        let mut parts = jwt.split('.');
+        let (h, p, sig) = (parts.next()?, parts.next()?, parts.next()?);
+        if parts.next().is_some() {
+            return None;
+        }
+        let header: serde_json::Value = serde_json::from_slice(&b64.decode(h).ok()?).ok()?;
+        let kid = header.get("kid")?.as_str()?;
+        let alg = header.get("alg")?.as_str()?;
+        let snapshot = self.snapshot();
+        let key = snapshot.by_kid.get(kid)?;
+        if key.alg.as_str() != alg || !key.verify(format!("{h}.{p}").as_bytes(), &b64.decode(sig).ok()?) {
+            return None;
+        }
+        serde_json::from_slice(&b64.decode(p).ok()?).ok()
     }
 
     /// Re-reads the keys (another replica or the CLI may have rotated them).
@@ -252,10 +275,11 @@ impl Snapshot {
                 created_at: *created_at,
             });
         }
+        let by_kid = keys.iter().map(|(.., k)| (k.kid().to_owned(), k.clone())).collect();
         let jwks: Vec<&Jwk> = keys.iter().map(|(.., k)| &k.jwk).collect();
         let jwks_json = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).expect("json");
         let parsed = serde_json::from_slice(&jwks_json).expect("our JWKS parses as openidconnect's");
-        Self { active, jwks_json: Bytes::from(jwks_json), jwks: parsed, infos }
+        Self { active, by_kid, jwks_json: Bytes::from(jwks_json), jwks: parsed, infos }
     }
 }
 

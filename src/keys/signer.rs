@@ -144,6 +144,24 @@ impl SigningKey {
         format!("{input}.{}", b64url(sig))
     }
 
+    /// Checks a signature made by this key (for tokens Sésame issued, e.g. `id_token_hint`).
+    pub fn verify(&self, msg: &[u8], sig: &[u8]) -> bool {
+        use ring::signature::UnparsedPublicKey;
+        let (a, b) = &self.raw_public;
+        match self.alg {
+            IdTokenAlg::RS256 => ring::rsa::PublicKeyComponents { n: a, e: b }
+                .verify(&signature::RSA_PKCS1_2048_8192_SHA256, msg, sig)
+                .is_ok(),
+            IdTokenAlg::ES256 => {
+                let mut point = vec![4u8];
+                point.extend_from_slice(a);
+                point.extend_from_slice(b);
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(msg, sig).is_ok()
+            }
+            IdTokenAlg::EdDSA => UnparsedPublicKey::new(&signature::ED25519, a).verify(msg, sig).is_ok(),
+        }
+    }
+
     pub fn core_alg(&self) -> CoreJwsSigningAlgorithm {
         core_alg(self.alg)
     }

@@ -8,7 +8,7 @@ use crate::domain::client::NewClient;
 use crate::domain::{Client, ClientId, RedirectUri};
 
 const COLUMNS: &str = "client_id, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri, \
-                       auth_method, grants, first_party, sensitive, id_token_alg, created_at";
+                       auth_method, grants, first_party, sensitive, id_token_alg, created_at, allowed_scopes, resources";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateClientError {
@@ -25,7 +25,7 @@ impl Db {
         let grants: Vec<&str> = new.grants.iter().map(|g| g.as_str()).collect();
         let t = now();
         let done = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (client_id) DO NOTHING"
+            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (client_id) DO NOTHING"
         )))
         .bind(new.id.as_str())
         .bind(secret_hash)
@@ -38,6 +38,8 @@ impl Db {
         .bind(flag(new.sensitive))
         .bind(new.id_token_alg.as_str())
         .bind(t)
+        .bind(serde_json::to_string(&new.allowed_scopes).expect("json"))
+        .bind(serde_json::to_string(&new.resources).expect("json"))
         .execute(self.pool())
         .await
         .map_err(DbError::from)?;
@@ -92,5 +94,7 @@ fn client_from_row(r: &AnyRow) -> Result<Client, DbError> {
         sensitive: r.try_get::<i64, _>("sensitive")? != 0,
         id_token_alg: r.try_get::<String, _>("id_token_alg")?.parse().map_err(corrupt)?,
         created_at: r.try_get("created_at")?,
+        allowed_scopes: json_list("allowed_scopes")?,
+        resources: json_list("resources")?,
     })
 }

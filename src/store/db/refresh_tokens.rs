@@ -10,6 +10,8 @@ pub struct NewRefreshToken<'a> {
     pub family_id: &'a str,
     pub user_id: &'a str,
     pub client_id: &'a str,
+    /// The SSO session it is bound to; `None` for offline tokens, which outlive it.
+    pub session_id: Option<&'a str>,
     /// The grant it carries (scopes, auth_time, acr, amr, sid), as JSON.
     pub grant_json: &'a str,
     pub expires_at: i64,
@@ -39,13 +41,14 @@ pub enum Spend {
 impl Db {
     pub async fn store_refresh_token(&self, t: NewRefreshToken<'_>) -> Result<(), DbError> {
         sqlx::query(
-            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, grant_json, issued_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            "INSERT INTO refresh_tokens (token_hash, family_id, user_id, client_id, session_id, grant_json, issued_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
         )
         .bind(t.token_hash)
         .bind(t.family_id)
         .bind(t.user_id)
         .bind(t.client_id)
+        .bind(t.session_id)
         .bind(t.grant_json)
         .bind(now())
         .bind(t.expires_at)
@@ -106,6 +109,21 @@ impl Db {
             .await?;
         sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = $1")
             .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        rows.iter().map(|r| r.try_get("family_id").map_err(Into::into)).collect()
+    }
+}
+
+impl Db {
+    /// Revokes the refresh tokens bound to an SSO session (all but offline ones); returns their families.
+    pub async fn revoke_session_refresh_tokens(&self, sid: &str) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT DISTINCT family_id FROM refresh_tokens WHERE session_id = $1 AND revoked = 0")
+            .bind(sid)
+            .fetch_all(self.pool())
+            .await?;
+        sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE session_id = $1")
+            .bind(sid)
             .execute(self.pool())
             .await?;
         rows.iter().map(|r| r.try_get("family_id").map_err(Into::into)).collect()

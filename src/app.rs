@@ -1,0 +1,139 @@
+//! The shared state every handler reads, and the router that names every endpoint.
+
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, Request};
+use axum::routing::{get, post};
+use bytes::Bytes;
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+use tower_http::trace::TraceLayer;
+
+use crate::config::{RedisUrls, Settings};
+use crate::keys::KeyRing;
+use crate::login::password::Passwords;
+use crate::oidc::backchannel::Backchannel;
+use crate::store::{Db, Ephemeral};
+use crate::web::Templates;
+use crate::{login, oidc, web};
+
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    pub settings: Settings,
+    pub db: Db,
+    pub eph: Ephemeral,
+    pub keys: KeyRing,
+    pub pages: Templates,
+    pub passwords: Passwords,
+    pub backchannel: Backchannel,
+    /// Discovery never changes while running: serialised once.
+    pub discovery: Bytes,
+}
+
+impl Deref for AppState {
+    type Target = Inner;
+    fn deref(&self) -> &Inner {
+        &self.0
+    }
+}
+
+/// A failure of ours (a store, the key ring…), never the caller's: logged, then answered
+/// as `server_error` or an error page.
+#[derive(Debug, thiserror::Error)]
+pub enum Internal {
+    #[error(transparent)]
+    Db(#[from] crate::store::db::DbError),
+    #[error(transparent)]
+    Ephemeral(#[from] crate::store::ephemeral::EphemeralError),
+    #[error(transparent)]
+    Keys(#[from] crate::keys::KeyError),
+    #[error(transparent)]
+    Password(#[from] crate::login::password::PasswordError),
+}
+
+impl AppState {
+    /// Opens both stores (migrating the database), the key ring and the templates.
+    pub async fn build(settings: Settings) -> Result<Self, Internal> {
+        let db = Db::open(&settings.database_url).await?;
+        let eph = open_ephemeral(&settings).await?;
+        let keys = KeyRing::open(&settings, &db).await?;
+        let passwords = Passwords::new(&settings.password)?;
+        let pages = Templates::new(&settings.branding);
+        let discovery = oidc::discovery::document(&settings);
+        let backchannel = Backchannel::start();
+        Ok(Self(Arc::new(Inner { settings, db, eph, keys, pages, passwords, backchannel, discovery })))
+    }
+
+    pub fn issuer(&self) -> &str {
+        &self.settings.issuer
+    }
+
+    pub fn now(&self) -> i64 {
+        crate::store::db::now()
+    }
+
+    /// Keeps replicas' key rings in step with rotations done elsewhere.
+    pub fn spawn_key_reload(&self) {
+        let state = self.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = state.keys.reload().await {
+                    tracing::warn!(error = %e, "signing keys reload failed; keeping the current ones");
+                }
+            }
+        });
+    }
+}
+
+pub async fn open_ephemeral(settings: &Settings) -> Result<Ephemeral, crate::store::ephemeral::EphemeralError> {
+    match &settings.redis_url {
+        None => Ok(Ephemeral::memory()),
+        Some(urls) => Ephemeral::redis(&RedisUrls::as_list(urls), &settings.redis_prefix).await,
+    }
+}
+
+const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(login::home))
+        .route("/static/sesame.css", get(web_css))
+        .route("/healthz", get(oidc::health::alive))
+        .route("/readyz", get(oidc::health::ready))
+        .route("/.well-known/openid-configuration", get(oidc::discovery::discovery))
+        .route("/jwks", get(oidc::discovery::jwks))
+        .route("/authorize", get(oidc::authorize::get).post(oidc::authorize::post))
+        .route("/interaction/{uid}", get(login::interaction))
+        .route("/interaction/{uid}/login", post(login::password_login))
+        .route("/interaction/{uid}/consent", post(login::consent))
+        .route("/interaction/{uid}/cancel", post(login::cancel))
+        .route("/token", post(oidc::token::token))
+        .route("/userinfo", get(oidc::userinfo::get).post(oidc::userinfo::post))
+        .route("/introspect", post(oidc::introspect::introspect))
+        .route("/revoke", post(oidc::introspect::revoke))
+        .route("/logout", get(oidc::logout::get).post(oidc::logout::post))
+        .route("/logout/confirm", post(oidc::logout::confirm))
+        .fallback(login::not_found)
+        .layer(DefaultBodyLimit::max(64 * 1024))
+        .layer(axum::middleware::from_fn(web::headers::security_headers))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            // The path only: queries can carry tokens (a misused userinfo call) and codes.
+            let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path(), request_id = %id)
+        }))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+        .with_state(state)
+}
+
+async fn web_css() -> impl axum::response::IntoResponse {
+    ([("content-type", "text/css; charset=utf-8"), ("cache-control", "public, max-age=3600")], web::templates::CSS)
+}

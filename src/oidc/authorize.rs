@@ -1,0 +1,265 @@
+//! The authorization endpoint (GET and POST): check the request in the order that decides how
+//! errors are told (page for an unknown client or redirect URI, redirect for the rest), then
+//! answer at once from the SSO session or send the browser to the sign-in page.
+
+use std::time::Duration;
+
+use axum::body::Bytes;
+use axum::extract::{RawQuery, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use super::grant::{AuthRequest, Interaction, Prompt, interaction_key, redirect_with};
+use super::params::{Params, is_form};
+use crate::app::{AppState, Internal};
+use crate::crypto::{ct_eq, random_token, token_hash};
+use crate::domain::claims::ClaimsRequest;
+use crate::domain::{Client, CodeChallenge, GrantType, RedirectUri, Scopes};
+use crate::session::Current;
+use crate::web::{Locale, cookies};
+
+pub enum AuthorizeError {
+    /// Nowhere safe to redirect to: tell the person.
+    Page(&'static str),
+    /// Back to the portal with `error`, `error_description`, `state` and `iss`.
+    Redirect { to: RedirectUri, state: Option<String>, error: &'static str, description: &'static str },
+    Internal(Internal),
+}
+
+impl<E: Into<Internal>> From<E> for AuthorizeError {
+    fn from(e: E) -> Self {
+        AuthorizeError::Internal(e.into())
+    }
+}
+
+impl AuthorizeError {
+    pub fn respond(self, state: &AppState, locale: Locale) -> Response {
+        match self {
+            AuthorizeError::Page(key) => state.pages.error_page(locale, key, StatusCode::BAD_REQUEST).into_response(),
+            AuthorizeError::Redirect { to, state: st, error, description } => {
+                see_other(&redirect_with(&to, st.as_deref(), state.issuer(), &[("error", error), ("error_description", description)]))
+            }
+            AuthorizeError::Internal(e) => {
+                tracing::error!(error = %e, "authorization failed");
+                state.pages.error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            }
+        }
+    }
+}
+
+pub fn see_other(location: &str) -> Response {
+    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
+}
+
+pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    authorize(state, headers, Params::parse(query.unwrap_or_default().as_bytes())).await
+}
+
+pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    if !is_form(&headers) {
+        let locale = Locale::negotiate(None, &headers);
+        return state.pages.error_page(locale, "error.bad_request", StatusCode::BAD_REQUEST).into_response();
+    }
+    authorize(state, headers, Params::parse(&body)).await
+}
+
+async fn authorize(state: AppState, headers: HeaderMap, params: Params) -> Response {
+    let locale = Locale::negotiate(params.get("ui_locales"), &headers);
+    let outcome = match parse(&state, &params).await {
+        Ok((client, request)) => respond(&state, &headers, &client, request, locale).await,
+        Err(e) => Err(e),
+    };
+    outcome.unwrap_or_else(|e| e.respond(&state, locale))
+}
+
+/// Checks every parameter; the result is a request Sésame can serve.
+async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), AuthorizeError> {
+    use AuthorizeError::Page;
+    if p.duplicated(&["client_id", "redirect_uri"]).is_some() {
+        return Err(Page("error.bad_request"));
+    }
+    let client = match p.get("client_id") {
+        Some(id) => state.db.client(id).await?.ok_or(Page("error.unknown_client"))?,
+        None => return Err(Page("error.unknown_client")),
+    };
+    // Exact string match (OIDC Core §3.1.2.1); required even with one registered URI.
+    let redirect_uri = p.get("redirect_uri").and_then(|r| client.redirect_uri(r)).cloned().ok_or(Page("error.bad_redirect_uri"))?;
+
+    let st = p.get("state").map(str::to_owned);
+    let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
+        to: redirect_uri.clone(),
+        state: st.clone(),
+        error,
+        description,
+    };
+    let invalid = |d: &'static str| fail("invalid_request", d);
+
+    if p.duplicated(&[]).is_some() {
+        return Err(invalid("a parameter is repeated"));
+    }
+    if p.has("request") {
+        return Err(fail("request_not_supported", "request objects are not supported"));
+    }
+    if p.has("request_uri") {
+        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+    }
+    match p.get("response_type") {
+        None => return Err(invalid("response_type is required")),
+        Some("code") => {}
+        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+    }
+    if !client.allows(GrantType::AuthorizationCode) {
+        return Err(fail("unauthorized_client", "this client may not use the authorization code grant"));
+    }
+    if p.get("response_mode").is_some_and(|m| m != "query") {
+        return Err(invalid("only response_mode=query is supported"));
+    }
+    let mut scopes = Scopes::parse(p.get("scope").unwrap_or("")).map_err(|_| fail("invalid_scope", "malformed scope"))?.supported();
+    if !scopes.contains("openid") {
+        return Err(fail("invalid_scope", "the openid scope is required"));
+    }
+    let prompt = parse_prompt(p.get("prompt")).ok_or_else(|| invalid("invalid prompt value"))?;
+    let max_age = match p.get("max_age") {
+        None => None,
+        Some(v) => Some(v.parse::<u32>().map_err(|_| invalid("max_age must be a non-negative integer"))? as i64),
+    };
+    let code_challenge = match (p.get("code_challenge"), p.get("code_challenge_method")) {
+        (Some(c), m) => Some(CodeChallenge::parse(c, m).map_err(invalid)?),
+        (None, Some(_)) => return Err(invalid("code_challenge_method without code_challenge")),
+        (None, None) if client.is_public() => return Err(invalid("PKCE code_challenge is required for public clients")),
+        (None, None) => None,
+    };
+    let claims = match p.get("claims") {
+        Some(raw) => ClaimsRequest::parse(raw).map_err(invalid)?,
+        None => ClaimsRequest::default(),
+    };
+    let hint_sub = match p.get("id_token_hint") {
+        Some(hint) => Some(hint_subject(state, hint).ok_or_else(|| invalid("id_token_hint is not a valid ID token of this issuer"))?),
+        None => None,
+    };
+    // offline_access needs an explicit consent (OIDC Core §11) and a client allowed refresh tokens.
+    if scopes.contains("offline_access")
+        && (!client.allows(GrantType::RefreshToken) || (!client.first_party && !prompt.consent))
+    {
+        scopes = scopes.without("offline_access");
+    }
+    let request = AuthRequest {
+        client_id: client.id.to_string(),
+        redirect_uri,
+        scopes,
+        state: st,
+        nonce: p.get("nonce").map(str::to_owned),
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint: p.get("login_hint").map(str::to_owned),
+        ui_locales: p.get("ui_locales").map(str::to_owned),
+        acr_values: p.get("acr_values").map(|v| v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
+        claims,
+        hint_sub,
+    };
+    Ok((client, request))
+}
+
+fn parse_prompt(raw: Option<&str>) -> Option<Prompt> {
+    let mut p = Prompt::default();
+    for v in raw.unwrap_or("").split(' ').filter(|s| !s.is_empty()) {
+        match v {
+            "none" => p.none = true,
+            "login" => p.login = true,
+            "consent" => p.consent = true,
+            "select_account" => p.select_account = true,
+            _ => return None,
+        }
+    }
+    // `none` with anything else is contradictory (OIDC Core §3.1.2.1).
+    let others = p.login || p.consent || p.select_account;
+    (!(p.none && others)).then_some(p)
+}
+
+/// The `sub` of an ID token we issued; expired hints are fine (OIDC Core §3.1.2.1).
+pub fn hint_subject(state: &AppState, hint: &str) -> Option<String> {
+    let claims = state.keys.verify_jwt(hint)?;
+    (claims.get("iss")?.as_str()? == state.issuer()).then_some(())?;
+    claims.get("sub")?.as_str().map(str::to_owned)
+}
+
+/// The request is valid: answer from the session, or ask the user.
+async fn respond(
+    state: &AppState,
+    headers: &HeaderMap,
+    client: &Client,
+    req: AuthRequest,
+    locale: Locale,
+) -> Result<Response, AuthorizeError> {
+    let mut current = state.current_session(headers).await?;
+    if let Some(c) = &current {
+        if !satisfies(state, &req, c) || !state.user_active(&c.session.user_id).await? {
+            current = None;
+        }
+    }
+    let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
+        to: req.redirect_uri.clone(),
+        state: req.state.clone(),
+        error,
+        description,
+    };
+    match current {
+        Some(mut c) => {
+            if !state.needs_consent(client, &c.session.user_id, &req).await? {
+                return Ok(see_other(&state.issue_code(&req, &mut c).await?));
+            }
+            if req.prompt.none {
+                return Err(fail("consent_required", "the user has not consented to this client"));
+            }
+            let user_id = c.session.user_id.clone();
+            start_interaction(state, headers, req, locale, Some(user_id)).await
+        }
+        None if req.prompt.none => Err(fail("login_required", "the user is not signed in")),
+        None => start_interaction(state, headers, req, locale, None).await,
+    }
+}
+
+/// Whether an existing session may answer this request without a new sign-in.
+fn satisfies(state: &AppState, req: &AuthRequest, c: &Current) -> bool {
+    let fresh_enough = match req.max_age {
+        Some(0) => false,
+        Some(max) => state.now() - c.session.auth_time <= max,
+        None => true,
+    };
+    let same_user = req.hint_sub.as_ref().is_none_or(|s| *s == c.session.user_id);
+    !req.prompt.login && fresh_enough && same_user
+}
+
+/// Parks the request server-side and sends the browser to the sign-in page.
+async fn start_interaction(
+    state: &AppState,
+    headers: &HeaderMap,
+    request: AuthRequest,
+    locale: Locale,
+    user_id: Option<String>,
+) -> Result<Response, AuthorizeError> {
+    let (browser, set_cookie) = match cookies::get(headers, cookies::BROWSER) {
+        Some(b) if b.len() == 43 => (b.to_owned(), None),
+        _ => {
+            let b = random_token();
+            let c = cookies::set(cookies::BROWSER, &b, "/", None, state.settings.secure_cookies());
+            (b, Some(c))
+        }
+    };
+    let uid = random_token();
+    let interaction = Interaction { request, csrf: random_token(), locale, user_id, browser: token_hash(&browser) };
+    let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+    state.eph.put_json(&interaction_key(&uid), &interaction, ttl).await?;
+    let mut res = see_other(&format!("/interaction/{uid}"));
+    if let Some(c) = set_cookie {
+        res.headers_mut().append(header::SET_COOKIE, c);
+    }
+    Ok(res)
+}
+
+/// True when this browser started the interaction (a link sent to a victim is worthless).
+pub fn same_browser(headers: &HeaderMap, interaction: &Interaction) -> bool {
+    cookies::get(headers, cookies::BROWSER)
+        .is_some_and(|b| ct_eq(token_hash(b).as_bytes(), interaction.browser.as_bytes()))
+}

@@ -1,0 +1,82 @@
+//! Protocol errors in the format each spec requires: RFC 6749 §5.2 JSON for the token,
+//! introspection and revocation endpoints. `error_description` is plain ASCII English.
+
+use std::borrow::Cow;
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+#[derive(Debug)]
+pub struct OAuthError {
+    pub error: &'static str,
+    pub description: Cow<'static, str>,
+    pub status: StatusCode,
+}
+
+impl OAuthError {
+    fn new(error: &'static str, status: StatusCode, description: impl Into<Cow<'static, str>>) -> Self {
+        Self { error, description: description.into(), status }
+    }
+    pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new("invalid_request", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn invalid_client(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new("invalid_client", StatusCode::UNAUTHORIZED, d)
+    }
+    pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new("invalid_grant", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn unauthorized_client(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new("unauthorized_client", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn unsupported_grant_type(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new("unsupported_grant_type", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new("invalid_scope", StatusCode::BAD_REQUEST, d)
+    }
+    pub fn unsupported_token_type(d: impl Into<Cow<'static, str>>) -> Self {
+        Self::new("unsupported_token_type", StatusCode::BAD_REQUEST, d)
+    }
+    /// Our fault, logged by the caller; the client learns nothing more.
+    pub fn server_error() -> Self {
+        Self::new("server_error", StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+/// Every internal failure becomes `server_error` after being logged once, here.
+impl<E: std::error::Error> From<E> for OAuthError {
+    fn from(e: E) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::server_error()
+    }
+}
+
+impl IntoResponse for OAuthError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": self.error, "error_description": ascii(&self.description) });
+        let mut res = (self.status, Json(body)).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        if self.status == StatusCode::UNAUTHORIZED {
+            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"sesame\""));
+        }
+        res
+    }
+}
+
+/// Keeps only the characters RFC 6749 allows in `error_description`.
+pub fn ascii(s: &str) -> String {
+    s.chars().filter(|c| matches!(*c as u32, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn descriptions_are_plain_ascii() {
+        assert_eq!(super::ascii("a \"é\" \\ b\n"), "a   b");
+    }
+}

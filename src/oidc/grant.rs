@@ -1,0 +1,175 @@
+//! What travels between the steps of the code flow, and the step that ends it: issuing the
+//! code and sending the browser back to the portal.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::app::{AppState, Internal};
+use crate::crypto::{random_token, token_hash};
+use crate::domain::claims::ClaimsRequest;
+use crate::domain::{Client, CodeChallenge, RedirectUri, Scopes};
+use crate::session::Current;
+use crate::web::Locale;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Prompt {
+    pub none: bool,
+    pub login: bool,
+    pub consent: bool,
+    pub select_account: bool,
+}
+
+/// A validated authorization request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuthRequest {
+    pub client_id: String,
+    pub redirect_uri: RedirectUri,
+    pub scopes: Scopes,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<CodeChallenge>,
+    pub prompt: Prompt,
+    pub max_age: Option<i64>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+    pub acr_values: Vec<String>,
+    pub claims: ClaimsRequest,
+    /// `sub` of a valid `id_token_hint`.
+    pub hint_sub: Option<String>,
+}
+
+/// A request waiting for the user at `/interaction/{uid}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Interaction {
+    pub request: AuthRequest,
+    pub csrf: String,
+    pub locale: Locale,
+    /// Set once the user has signed in and only consent is missing.
+    pub user_id: Option<String>,
+    /// Hash of the browser cookie of the browser that started it.
+    pub browser: String,
+}
+
+/// What a code stands for, until the portal redeems it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CodeGrant {
+    pub client_id: String,
+    pub redirect_uri: String,
+    pub user_id: String,
+    pub scopes: Scopes,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<CodeChallenge>,
+    pub auth: AuthContext,
+    pub claims: ClaimsRequest,
+}
+
+/// How and when the user authenticated; carried into every token of the grant.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct AuthContext {
+    pub auth_time: i64,
+    pub acr: String,
+    pub amr: Vec<String>,
+    pub sid: String,
+}
+
+impl AuthContext {
+    pub fn of(session: &crate::session::Session) -> Self {
+        Self { auth_time: session.auth_time, acr: session.acr.clone(), amr: session.amr.clone(), sid: session.sid.clone() }
+    }
+}
+
+/// An access token's record (the token itself is never stored).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AccessGrant {
+    pub client_id: String,
+    /// `None` for client_credentials.
+    pub user_id: Option<String>,
+    pub scopes: Scopes,
+    pub userinfo_claims: BTreeSet<String>,
+    pub iat: i64,
+    pub exp: i64,
+}
+
+/// A refresh token's grant (JSON in the durable store).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RefreshGrant {
+    pub scopes: Scopes,
+    pub auth: AuthContext,
+    pub claims: ClaimsRequest,
+    pub offline: bool,
+}
+
+/// Left behind by a redeemed code so that a replay can revoke what the code produced.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RedeemedCode {
+    pub access_hash: String,
+    pub family: Option<String>,
+}
+
+pub fn interaction_key(uid: &str) -> String {
+    format!("interaction:{uid}")
+}
+pub fn code_key(code: &str) -> String {
+    format!("code:{}", token_hash(code))
+}
+pub fn redeemed_key(code: &str) -> String {
+    format!("code_used:{}", token_hash(code))
+}
+pub fn access_key(hash: &str) -> String {
+    format!("at:{hash}")
+}
+
+/// The response parameters an error or success redirect always carries.
+pub fn redirect_with(req_uri: &RedirectUri, state: Option<&str>, issuer: &str, params: &[(&str, &str)]) -> String {
+    let mut all: Vec<(&str, &str)> = params.to_vec();
+    if let Some(s) = state {
+        all.push(("state", s));
+    }
+    all.push(("iss", issuer));
+    req_uri.with_params(&all)
+}
+
+impl AppState {
+    /// Whether this user must (still) consent to these scopes for this portal.
+    pub async fn needs_consent(&self, client: &Client, user_id: &str, req: &AuthRequest) -> Result<bool, Internal> {
+        if client.first_party {
+            return Ok(false);
+        }
+        if req.prompt.consent {
+            return Ok(true);
+        }
+        Ok(match self.db.consent(user_id, client.id.as_str()).await? {
+            Some(granted) => !req.scopes.is_subset(&granted),
+            None => true,
+        })
+    }
+
+    /// Issues a single-use code for `session`'s user and returns the portal URL to go to.
+    pub async fn issue_code(&self, req: &AuthRequest, session: &mut Current) -> Result<String, Internal> {
+        let code = random_token();
+        let grant = CodeGrant {
+            client_id: req.client_id.clone(),
+            redirect_uri: req.redirect_uri.as_str().to_owned(),
+            user_id: session.session.user_id.clone(),
+            scopes: req.scopes.clone(),
+            nonce: req.nonce.clone(),
+            code_challenge: req.code_challenge.clone(),
+            auth: AuthContext::of(&session.session),
+            claims: req.claims.clone(),
+        };
+        self.eph.put_json(&code_key(&code), &grant, Duration::from_secs(self.settings.tokens.code_seconds)).await?;
+        if session.session.clients.insert(req.client_id.clone()) {
+            self.save_session(session).await?;
+        }
+        Ok(redirect_with(&req.redirect_uri, req.state.as_deref(), self.issuer(), &[("code", &code)]))
+    }
+}
+
+impl AppState {
+    /// The account exists and is not disabled.
+    pub async fn user_active(&self, user_id: &str) -> Result<bool, Internal> {
+        Ok(self.db.user_by_id(user_id).await?.is_some_and(|u| !u.disabled))
+    }
+}

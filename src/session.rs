@@ -1,0 +1,128 @@
+//! The single sign-on session: a random cookie, its hash as the key in the ephemeral store,
+//! an idle lifetime renewed by use and an absolute one that nothing extends (ANS: 30 min, 4 h).
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::app::AppState;
+use crate::crypto::{random_token, token_hash};
+use crate::store::ephemeral::EphemeralError;
+use crate::web::cookies;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    /// Public session id: the `sid` of ID and logout tokens. Not the cookie.
+    pub sid: String,
+    pub user_id: String,
+    pub auth_time: i64,
+    pub amr: Vec<String>,
+    pub acr: String,
+    pub created_at: i64,
+    pub touched_at: i64,
+    /// Portals that received tokens in this session: told at logout.
+    pub clients: BTreeSet<String>,
+}
+
+/// A session found from the request's cookie, with the key it is stored under.
+pub struct Current {
+    pub key: String,
+    pub session: Session,
+}
+
+fn key(cookie: &str) -> String {
+    format!("session:{}", token_hash(cookie))
+}
+
+fn user_index(user_id: &str) -> String {
+    format!("user:{user_id}")
+}
+
+impl AppState {
+    fn session_ttl(&self, s: &Session) -> Option<Duration> {
+        let idle = self.settings.session.idle_minutes as i64 * 60;
+        let absolute_end = s.created_at + self.settings.session.max_hours as i64 * 3600;
+        let left = (absolute_end - self.now()).min(idle);
+        (left > 0).then(|| Duration::from_secs(left as u64))
+    }
+
+    /// The live session of this browser, if any; renews the idle lifetime (at most once a minute).
+    pub async fn current_session(&self, headers: &HeaderMap) -> Result<Option<Current>, EphemeralError> {
+        let Some(cookie) = cookies::get(headers, cookies::SESSION) else { return Ok(None) };
+        let key = key(cookie);
+        let Some(mut session) = self.eph.get_json::<Session>(&key).await? else { return Ok(None) };
+        let Some(ttl) = self.session_ttl(&session) else {
+            self.eph.delete(&key).await?;
+            return Ok(None);
+        };
+        if self.now() - session.touched_at >= 60 {
+            session.touched_at = self.now();
+            self.eph.put_json(&key, &session, ttl).await?;
+        }
+        Ok(Some(Current { key, session }))
+    }
+
+    /// A new session after a successful sign-in; always a new cookie (no fixation).
+    pub async fn start_session(
+        &self,
+        user_id: &str,
+        amr: Vec<String>,
+        acr: &str,
+    ) -> Result<(Current, HeaderValue), EphemeralError> {
+        let now = self.now();
+        let session = Session {
+            sid: random_token(),
+            user_id: user_id.to_owned(),
+            auth_time: now,
+            amr,
+            acr: acr.to_owned(),
+            created_at: now,
+            touched_at: now,
+            clients: BTreeSet::new(),
+        };
+        let cookie = random_token();
+        let key = key(&cookie);
+        let ttl = self.session_ttl(&session).expect("a new session has time left");
+        self.eph.put_json(&key, &session, ttl).await?;
+        self.eph.own(&user_index(user_id), &key, Duration::from_secs(self.settings.session.max_hours * 3600)).await?;
+        let set = cookies::set(cookies::SESSION, &cookie, "/", None, self.settings.secure_cookies());
+        Ok((Current { key, session }, set))
+    }
+
+    pub async fn save_session(&self, current: &Current) -> Result<(), EphemeralError> {
+        match self.session_ttl(&current.session) {
+            Some(ttl) => self.eph.put_json(&current.key, &current.session, ttl).await,
+            None => self.eph.delete(&current.key).await,
+        }
+    }
+
+    /// Ends one session: deletes it, revokes its session-bound refresh tokens, and tells every
+    /// portal that has a back-channel logout URI (without waiting for them).
+    pub async fn end_session(&self, current: &Current) -> Result<(), crate::app::Internal> {
+        self.eph.delete(&current.key).await?;
+        let families = self.db.revoke_session_refresh_tokens(&current.session.sid).await?;
+        for f in families {
+            self.eph.delete_owner(&format!("family:{f}")).await?;
+        }
+        for client_id in &current.session.clients {
+            if let Some(client) = self.db.client(client_id).await? {
+                self.backchannel.notify(self, &client, &current.session);
+            }
+        }
+        let _ = self
+            .db
+            .audit(crate::store::db::audit::AuditEvent {
+                event: "logout",
+                user_id: Some(&current.session.user_id),
+                ..Default::default()
+            })
+            .await;
+        Ok(())
+    }
+
+    pub fn clear_session_cookie(&self) -> HeaderValue {
+        cookies::clear(cookies::SESSION, "/", self.settings.secure_cookies())
+    }
+}

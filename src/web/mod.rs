@@ -1,0 +1,63 @@
+//! What the browser sees: templates, locales, cookies, security headers, error pages.
+
+pub mod cookies;
+pub mod headers;
+pub mod locale;
+pub mod templates;
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+pub use locale::Locale;
+pub use templates::Templates;
+
+/// A rendered HTML page. Pages are never cached, and their CSP lets forms post to us and,
+/// when the form leads back to a portal, lets the browser follow that redirect.
+pub struct Page {
+    pub status: StatusCode,
+    pub html: String,
+    /// Origins a form on this page may end up at (after our 303), besides our own.
+    pub form_targets: Vec<String>,
+}
+
+impl Page {
+    pub fn ok(html: String) -> Self {
+        Self { status: StatusCode::OK, html, form_targets: Vec::new() }
+    }
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+    pub fn allowing_form_target(mut self, origin: String) -> Self {
+        if !origin.is_empty() && origin != "null" {
+            self.form_targets.push(origin);
+        }
+        self
+    }
+}
+
+impl IntoResponse for Page {
+    fn into_response(self) -> Response {
+        let form_action = std::iter::once("'self'".to_owned()).chain(self.form_targets).collect::<Vec<_>>().join(" ");
+        let csp = format!(
+            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {form_action}; \
+             frame-ancestors 'none'; base-uri 'none'"
+        );
+        let mut res = (self.status, self.html).into_response();
+        let h = res.headers_mut();
+        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(v) = HeaderValue::from_str(&csp) {
+            h.insert(header::CONTENT_SECURITY_POLICY, v);
+        }
+        res
+    }
+}
+
+impl Templates {
+    /// An error page for a person: localised message, never a stack trace or an internal id.
+    pub fn error_page(&self, locale: Locale, key: &str, status: StatusCode) -> Page {
+        let html = self.render("error.html", locale, minijinja::context! { error => templates::text(locale, key) });
+        Page::ok(html).with_status(status)
+    }
+}

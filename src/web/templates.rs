@@ -1,0 +1,97 @@
+//! minijinja pages, embedded in the binary so that `sesame` runs from any folder.
+//! Strings come from `templates/locales/<locale>.toml` through the `t(key)` function.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use minijinja::value::Value;
+use minijinja::{Environment, State, context};
+
+use super::Locale;
+use crate::config::Branding;
+
+const PAGES: &[(&str, &str)] = &[
+    ("base.html", include_str!("../../templates/pages/base.html")),
+    ("login.html", include_str!("../../templates/pages/login.html")),
+    ("consent.html", include_str!("../../templates/pages/consent.html")),
+    ("error.html", include_str!("../../templates/pages/error.html")),
+    ("logout.html", include_str!("../../templates/pages/logout.html")),
+    ("logged_out.html", include_str!("../../templates/pages/logged_out.html")),
+    ("home.html", include_str!("../../templates/pages/home.html")),
+];
+
+pub const CSS: &str = include_str!("../../templates/static/sesame.css");
+
+type Strings = HashMap<Locale, HashMap<String, String>>;
+
+static STRINGS: LazyLock<Strings> = LazyLock::new(|| {
+    let parse = |src: &str| -> HashMap<String, String> { toml::from_str(src).expect("locale files are valid TOML") };
+    HashMap::from([
+        (Locale::Fr, parse(include_str!("../../templates/locales/fr.toml"))),
+        (Locale::En, parse(include_str!("../../templates/locales/en.toml"))),
+    ])
+});
+
+/// One localised string; a missing key shows as itself (a test keeps both files complete).
+pub fn text(locale: Locale, key: &str) -> String {
+    STRINGS.get(&locale).and_then(|m| m.get(key)).cloned().unwrap_or_else(|| key.to_owned())
+}
+
+#[derive(Clone)]
+pub struct Templates {
+    env: Arc<Environment<'static>>,
+}
+
+impl Templates {
+    pub fn new(branding: &Branding) -> Self {
+        let mut env = Environment::new();
+        env.set_auto_escape_callback(minijinja::default_auto_escape_callback);
+        for (name, src) in PAGES {
+            env.add_template(name, src).expect("embedded templates compile");
+        }
+        env.add_global("brand", Value::from(minijinja::value::Serde(branding.clone())));
+        env.add_function("t", |state: &State, key: &str| -> String {
+            let locale = match state.lookup("locale").as_ref().and_then(|v| v.as_str()) {
+                Some("en") => Locale::En,
+                _ => Locale::Fr,
+            };
+            text(locale, key)
+        });
+        Self { env: Arc::new(env) }
+    }
+
+    /// Renders a page; `ctx` is merged with the locale. A template error is a bug: it is
+    /// logged and the user gets a bare page rather than a panic.
+    pub fn render(&self, name: &str, locale: Locale, ctx: Value) -> String {
+        let ctx = context! { locale => locale.as_str(), ..ctx };
+        match self.env.get_template(name).and_then(|t| t.render(ctx)) {
+            Ok(html) => html,
+            Err(e) => {
+                tracing::error!(template = name, error = %e, "template rendering failed");
+                "<!doctype html><title>Erreur</title><p>Erreur interne / Internal error</p>".to_owned()
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn locales_have_the_same_keys() {
+        let fr: std::collections::BTreeSet<_> = STRINGS[&Locale::Fr].keys().collect();
+        let en: std::collections::BTreeSet<_> = STRINGS[&Locale::En].keys().collect();
+        assert_eq!(fr, en);
+    }
+
+    #[test]
+    fn every_template_renders_and_escapes() {
+        let t = Templates::new(&Branding::default());
+        for (name, _) in PAGES {
+            let html = t.render(name, Locale::Fr, context! { error => "<script>", username => "<b>" });
+            assert!(!html.contains("<script>"), "{name} must escape");
+            assert!(!html.contains("Internal error"), "{name} failed to render");
+        }
+    }
+}
