@@ -14,8 +14,10 @@
 //! - [`cli`]: the `sesame` commands; [`demo`]: `sesame demo` and its small portal.
 
 pub mod app;
+pub mod cli;
 pub mod config;
 pub mod crypto;
+pub mod demo;
 pub mod domain;
 pub mod keys;
 pub mod login;

@@ -1,0 +1,336 @@
+//! The `sesame` command line. Every command takes `--config FILE`; commands that create
+//! something take `--json` and then print one JSON object.
+
+use std::io::Read;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use serde_json::json;
+
+use crate::config::Settings;
+use crate::domain::client::NewClient;
+use crate::domain::{ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username};
+use crate::keys::KeyRing;
+use crate::login::password::Passwords;
+use crate::server::{Server, shutdown_signal};
+use crate::store::Db;
+use crate::store::db::audit::AuditEvent;
+use crate::store::db::users::NewUser;
+
+#[derive(Parser, Debug)]
+#[command(name = "sesame", version, about = "OpenID Connect identity provider for e-health portals")]
+pub struct Cli {
+    /// Settings file (default: sesame.toml if present).
+    #[arg(long, global = true, env = "SESAME_CONFIG")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the server (the default).
+    Serve,
+    /// Run with embedded defaults, a demo user and a demo portal.
+    Demo(DemoArgs),
+    /// Apply database migrations.
+    Migrate,
+    /// Accounts.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Portals (OAuth clients).
+    #[command(subcommand)]
+    Client(ClientCommand),
+    /// Signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo portal listens.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub portal_listen: std::net::SocketAddr,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Create an account.
+    Create {
+        username: String,
+        #[arg(long)]
+        email: String,
+        #[arg(long)]
+        given_name: Option<String>,
+        #[arg(long)]
+        family_name: Option<String>,
+        /// Read a permanent password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ClientCommand {
+    /// Register a portal; prints its secret once.
+    Create(ClientArgs),
+    /// List portals.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a portal, its consents and its refresh tokens.
+    Delete { client_id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct ClientArgs {
+    pub client_id: String,
+    #[arg(long = "redirect-uri")]
+    pub redirect_uris: Vec<String>,
+    /// A public client (no secret; PKCE required).
+    #[arg(long)]
+    pub public: bool,
+    /// The platform's own portal: no consent page.
+    #[arg(long)]
+    pub first_party: bool,
+    #[arg(long = "post-logout-redirect-uri")]
+    pub post_logout_redirect_uris: Vec<String>,
+    #[arg(long)]
+    pub backchannel_logout_uri: Option<String>,
+    /// client_secret_basic (default), client_secret_post, or none (= --public).
+    #[arg(long)]
+    pub auth_method: Option<String>,
+    /// authorization_code, refresh_token, client_credentials (default: the first two).
+    #[arg(long = "grant")]
+    pub grants: Vec<String>,
+    /// Requires strong authentication.
+    #[arg(long)]
+    pub sensitive: bool,
+    /// RS256 (default), ES256 or EdDSA.
+    #[arg(long, default_value = "RS256")]
+    pub id_token_alg: String,
+    /// An API scope allowed with client_credentials (repeatable).
+    #[arg(long = "scope")]
+    pub scopes: Vec<String>,
+    /// An API (resource indicator) it may get JWT access tokens for (repeatable).
+    #[arg(long = "resource")]
+    pub resources: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// The published keys and which one signs.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make new active keys; the old ones stay published until their tokens expire.
+    Rotate {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let settings = Settings::load(cli.config.as_deref())?;
+    crate::telemetry::init(settings.log_format);
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(settings).await,
+        Command::Demo(args) => crate::demo::run(settings, args.portal_listen).await,
+        Command::Migrate => {
+            Db::open(&settings.database_url).await?;
+            println!("migrations applied to {}", redact(&settings.database_url));
+            Ok(())
+        }
+        Command::User(cmd) => user(settings, cmd).await,
+        Command::Client(cmd) => client(settings, cmd).await,
+        Command::Keys(cmd) => keys(settings, cmd).await,
+    }
+}
+
+async fn serve(settings: Settings) -> anyhow::Result<()> {
+    let server = Server::build(settings).await?;
+    server.run_until(shutdown_signal()).await?;
+    Ok(())
+}
+
+/// A database URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("***"));
+            u.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}
+
+async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
+    match cmd {
+        UserCommand::Create { username, email, given_name, family_name, password_stdin, json } => {
+            // Everything is checked before the database is touched: nothing half-written.
+            let username = Username::parse(&username).map_err(anyhow::Error::msg).context("USERNAME")?;
+            let email = Email::parse(&email).map_err(anyhow::Error::msg).context("--email")?;
+            if !password_stdin {
+                bail!("--password-stdin is required: e-mailed temporary passwords come with the password flows");
+            }
+            let mut password = String::new();
+            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+            let password = password.trim_end_matches(['\n', '\r']);
+            check_password(&settings, password)?;
+            let hash = Passwords::new(&settings.password)?.hash(password).await?;
+            let db = Db::open(&settings.database_url).await?;
+            let new = NewUser { username, email, given_name, family_name, password_hash: hash, temporary: false };
+            let user = db.create_user(new).await?;
+            db.audit(AuditEvent { event: "user_created", user_id: Some(&user.id), ..Default::default() }).await?;
+            if json {
+                println!("{}", json!({ "id": user.id, "username": user.username.as_str() }));
+            } else {
+                println!("created {} (sub {})", user.username, user.id);
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Length bounds until the full policy (classes, blocklist, history) lands with the password flows.
+fn check_password(settings: &Settings, password: &str) -> anyhow::Result<()> {
+    let n = password.chars().count();
+    let p = &settings.password;
+    if n < p.min_length || n > p.max_length {
+        bail!("the password must have {} to {} characters", p.min_length, p.max_length);
+    }
+    Ok(())
+}
+
+async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
+    match cmd {
+        ClientCommand::Create(args) => {
+            let json = args.json;
+            let new = new_client(args)?;
+            let (secret, hash) = match new.auth_method {
+                TokenAuthMethod::None => (None, None),
+                _ => {
+                    let s = crate::crypto::random_token();
+                    let h = crate::crypto::token_hash(&s);
+                    (Some(s), Some(h))
+                }
+            };
+            let db = Db::open(&settings.database_url).await?;
+            let client = db.create_client(&new, hash.as_deref()).await?;
+            db.audit(AuditEvent { event: "client_created", client_id: Some(client.id.as_str()), ..Default::default() }).await?;
+            if json {
+                println!("{}", json!({ "client_id": client.id.as_str(), "client_secret": secret }));
+            } else {
+                println!("client_id:     {}", client.id);
+                match secret {
+                    Some(s) => println!("client_secret: {s}\n(shown once: store it now)"),
+                    None => println!("public client: no secret, PKCE required"),
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::List { json } => {
+            let db = Db::open(&settings.database_url).await?;
+            let clients = db.clients().await?;
+            if json {
+                let list: Vec<_> = clients
+                    .iter()
+                    .map(|c| {
+                        json!({
+                            "client_id": c.id.as_str(),
+                            "auth_method": c.auth_method.as_str(),
+                            "redirect_uris": c.redirect_uris.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                            "grants": c.grants.iter().map(|g| g.as_str()).collect::<Vec<_>>(),
+                            "first_party": c.first_party,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::Value::Array(list));
+            } else {
+                for c in clients {
+                    let uris: Vec<&str> = c.redirect_uris.iter().map(|r| r.as_str()).collect();
+                    println!("{}\t{}\t{}", c.id, c.auth_method, uris.join(" "));
+                }
+            }
+            Ok(())
+        }
+        ClientCommand::Delete { client_id } => {
+            let db = Db::open(&settings.database_url).await?;
+            if !db.delete_client(&client_id).await? {
+                bail!("no client `{client_id}`");
+            }
+            db.audit(AuditEvent { event: "client_deleted", client_id: Some(&client_id), ..Default::default() }).await?;
+            println!("deleted {client_id}");
+            Ok(())
+        }
+    }
+}
+
+fn new_client(a: ClientArgs) -> anyhow::Result<NewClient> {
+    let uris = |list: &[String], flag: &str| -> anyhow::Result<Vec<RedirectUri>> {
+        list.iter().map(|u| RedirectUri::parse(u).map_err(anyhow::Error::msg).with_context(|| flag.to_owned())).collect()
+    };
+    let auth_method = match (&a.auth_method, a.public) {
+        (None, true) => TokenAuthMethod::None,
+        (None, false) => TokenAuthMethod::ClientSecretBasic,
+        (Some(m), public) => {
+            let m: TokenAuthMethod = m.parse().map_err(anyhow::Error::msg).context("--auth-method")?;
+            if public != (m == TokenAuthMethod::None) {
+                bail!("--public goes with --auth-method none, and only with it");
+            }
+            m
+        }
+    };
+    let grants = if a.grants.is_empty() {
+        vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
+    } else {
+        a.grants.iter().map(|g| g.parse().map_err(anyhow::Error::msg).context("--grant")).collect::<anyhow::Result<_>>()?
+    };
+    let new = NewClient {
+        id: ClientId::parse(&a.client_id).map_err(anyhow::Error::msg).context("CLIENT_ID")?,
+        redirect_uris: uris(&a.redirect_uris, "--redirect-uri")?,
+        post_logout_redirect_uris: uris(&a.post_logout_redirect_uris, "--post-logout-redirect-uri")?,
+        backchannel_logout_uri: a
+            .backchannel_logout_uri
+            .as_deref()
+            .map(|u| RedirectUri::parse(u).map_err(anyhow::Error::msg).context("--backchannel-logout-uri"))
+            .transpose()?,
+        auth_method,
+        grants,
+        first_party: a.first_party,
+        sensitive: a.sensitive,
+        id_token_alg: a.id_token_alg.parse::<IdTokenAlg>().map_err(anyhow::Error::msg).context("--id-token-alg")?,
+        allowed_scopes: a.scopes,
+        resources: a.resources,
+    };
+    new.validate().map_err(anyhow::Error::msg)?;
+    Ok(new)
+}
+
+async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
+    let db = Db::open(&settings.database_url).await?;
+    let ring = KeyRing::open(&settings, &db).await?;
+    let (infos, json) = match cmd {
+        KeysCommand::List { json } => (ring.snapshot().infos.clone(), json),
+        KeysCommand::Rotate { json } => {
+            let infos = ring.rotate().await?;
+            db.audit(AuditEvent { event: "keys_rotated", ..Default::default() }).await?;
+            (infos, json)
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&infos)?);
+    } else {
+        for k in infos {
+            println!("{}\t{}\tgeneration {}\t{}", k.kid, k.alg, k.generation, k.state);
+        }
+    }
+    Ok(())
+}
