@@ -132,34 +132,44 @@ impl Portal {
             .with_state(self)
     }
 
-    async fn client(
-        &self,
-    ) -> anyhow::Result<
-        openidconnect::Client<
-            openidconnect::EmptyAdditionalClaims,
-            openidconnect::core::CoreAuthDisplay,
-            openidconnect::core::CoreGenderClaim,
-            openidconnect::core::CoreJweContentEncryptionAlgorithm,
-            openidconnect::core::CoreJsonWebKey,
-            openidconnect::core::CoreAuthPrompt,
-            openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
-            openidconnect::core::CoreTokenResponse,
-            openidconnect::core::CoreTokenIntrospectionResponse,
-            openidconnect::core::CoreRevocableToken,
-            openidconnect::core::CoreRevocationErrorResponse,
-            openidconnect::EndpointSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointNotSet,
-            openidconnect::EndpointMaybeSet,
-            openidconnect::EndpointMaybeSet,
-        >,
-    > {
+    async fn client(&self) -> anyhow::Result<PortalClient> {
         let i = &self.inner;
-        let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(i.issuer.clone())?, &i.http).await?;
-        Ok(CoreClient::from_provider_metadata(metadata, ClientId::new(i.client_id.clone()), Some(ClientSecret::new(i.secret.clone())))
-            .set_redirect_uri(RedirectUrl::new(format!("{}/callback", i.base))?))
+        discover_client(&i.http, &i.issuer, &i.client_id, Some(&i.secret), &format!("{}/callback", i.base)).await
     }
+}
+
+/// A relying party's view of Sésame, as the openidconnect crate builds it from discovery.
+pub type PortalClient = openidconnect::Client<
+    openidconnect::EmptyAdditionalClaims,
+    openidconnect::core::CoreAuthDisplay,
+    openidconnect::core::CoreGenderClaim,
+    openidconnect::core::CoreJweContentEncryptionAlgorithm,
+    openidconnect::core::CoreJsonWebKey,
+    openidconnect::core::CoreAuthPrompt,
+    openidconnect::StandardErrorResponse<openidconnect::core::CoreErrorResponseType>,
+    openidconnect::core::CoreTokenResponse,
+    openidconnect::core::CoreTokenIntrospectionResponse,
+    openidconnect::core::CoreRevocableToken,
+    openidconnect::core::CoreRevocationErrorResponse,
+    openidconnect::EndpointSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointNotSet,
+    openidconnect::EndpointMaybeSet,
+    openidconnect::EndpointMaybeSet,
+>;
+
+/// Discovers Sésame at `issuer` and builds a client for it, as any portal would.
+pub async fn discover_client(
+    http: &reqwest::Client,
+    issuer: &str,
+    client_id: &str,
+    secret: Option<&str>,
+    redirect_uri: &str,
+) -> anyhow::Result<PortalClient> {
+    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.to_owned())?, http).await?;
+    Ok(CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.to_owned()), secret.map(|s| ClientSecret::new(s.to_owned())))
+        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned())?))
 }
 
 fn page(body: &str) -> Html<String> {

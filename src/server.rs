@@ -32,6 +32,12 @@ impl Server {
         Ok(Self { listener, state })
     }
 
+    /// Serves on a listener the caller bound (tests bind port 0 first to know the issuer).
+    pub async fn with_listener(settings: Settings, listener: TcpListener) -> Result<Self, ServeError> {
+        let state = AppState::build(settings).await?;
+        Ok(Self { listener, state })
+    }
+
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("bound")
     }

@@ -1,0 +1,13 @@
+//! Integration tests: one binary, a module per area. Each scenario runs on SQLite + memory
+//! and on PostgreSQL + Redis (`both_backends!`).
+
+mod helpers;
+
+mod authorize;
+mod cli;
+mod code_flow;
+mod durable;
+mod ephemeral;
+mod foundation;
+mod logout;
+mod tokens;
