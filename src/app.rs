@@ -66,7 +66,16 @@ impl AppState {
         let pages = Templates::new(&settings.branding);
         let discovery = oidc::discovery::document(&settings);
         let backchannel = Backchannel::start();
-        Ok(Self(Arc::new(Inner { settings, db, eph, keys, pages, passwords, backchannel, discovery })))
+        Ok(Self(Arc::new(Inner {
+            settings,
+            db,
+            eph,
+            keys,
+            pages,
+            passwords,
+            backchannel,
+            discovery,
+        })))
     }
 
     pub fn issuer(&self) -> &str {
@@ -93,7 +102,9 @@ impl AppState {
     }
 }
 
-pub async fn open_ephemeral(settings: &Settings) -> Result<Ephemeral, crate::store::ephemeral::EphemeralError> {
+pub async fn open_ephemeral(
+    settings: &Settings,
+) -> Result<Ephemeral, crate::store::ephemeral::EphemeralError> {
     match &settings.redis_url {
         None => Ok(Ephemeral::memory()),
         Some(urls) => Ephemeral::redis(&RedisUrls::as_list(urls), &settings.redis_prefix).await,
@@ -135,5 +146,11 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn web_css() -> impl axum::response::IntoResponse {
-    ([("content-type", "text/css; charset=utf-8"), ("cache-control", "public, max-age=3600")], web::templates::CSS)
+    (
+        [
+            ("content-type", "text/css; charset=utf-8"),
+            ("cache-control", "public, max-age=3600"),
+        ],
+        web::templates::CSS,
+    )
 }

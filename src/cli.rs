@@ -10,7 +10,9 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::domain::client::NewClient;
-use crate::domain::{ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username};
+use crate::domain::{
+    ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username,
+};
 use crate::keys::KeyRing;
 use crate::login::password::Passwords;
 use crate::server::{Server, shutdown_signal};
@@ -19,7 +21,11 @@ use crate::store::db::audit::AuditEvent;
 use crate::store::db::users::NewUser;
 
 #[derive(Parser, Debug)]
-#[command(name = "sesame", version, about = "OpenID Connect identity provider for e-health portals")]
+#[command(
+    name = "sesame",
+    version,
+    about = "OpenID Connect identity provider for e-health portals"
+)]
 pub struct Cli {
     /// Settings file (default: sesame.toml if present).
     #[arg(long, global = true, env = "SESAME_CONFIG")]
@@ -173,24 +179,54 @@ fn redact(url: &str) -> String {
 
 async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
     match cmd {
-        UserCommand::Create { username, email, given_name, family_name, password_stdin, json } => {
+        UserCommand::Create {
+            username,
+            email,
+            given_name,
+            family_name,
+            password_stdin,
+            json,
+        } => {
             // Everything is checked before the database is touched: nothing half-written.
-            let username = Username::parse(&username).map_err(anyhow::Error::msg).context("USERNAME")?;
-            let email = Email::parse(&email).map_err(anyhow::Error::msg).context("--email")?;
+            let username = Username::parse(&username)
+                .map_err(anyhow::Error::msg)
+                .context("USERNAME")?;
+            let email = Email::parse(&email)
+                .map_err(anyhow::Error::msg)
+                .context("--email")?;
             if !password_stdin {
-                bail!("--password-stdin is required: e-mailed temporary passwords come with the password flows");
+                bail!(
+                    "--password-stdin is required: e-mailed temporary passwords come with the password flows"
+                );
             }
             let mut password = String::new();
-            std::io::stdin().read_to_string(&mut password).context("reading the password from standard input")?;
+            std::io::stdin()
+                .read_to_string(&mut password)
+                .context("reading the password from standard input")?;
             let password = password.trim_end_matches(['\n', '\r']);
             check_password(&settings, password)?;
             let hash = Passwords::new(&settings.password)?.hash(password).await?;
             let db = Db::open(&settings.database_url).await?;
-            let new = NewUser { username, email, given_name, family_name, password_hash: hash, temporary: false };
+            let new = NewUser {
+                username,
+                email,
+                given_name,
+                family_name,
+                password_hash: hash,
+                temporary: false,
+            };
             let user = db.create_user(new).await?;
-            db.audit(AuditEvent { event: "user_created", user_id: Some(&user.id), ..Default::default() }).await?;
+            db.audit(AuditEvent {
+                event: "user_created",
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
             if json {
-                println!("{}", json!({ "id": user.id, "username": user.username.as_str() }));
+                println!(
+                    "{}",
+                    json!({ "id": user.id, "username": user.username.as_str() })
+                );
             } else {
                 println!("created {} (sub {})", user.username, user.id);
             }
@@ -204,7 +240,11 @@ fn check_password(settings: &Settings, password: &str) -> anyhow::Result<()> {
     let n = password.chars().count();
     let p = &settings.password;
     if n < p.min_length || n > p.max_length {
-        bail!("the password must have {} to {} characters", p.min_length, p.max_length);
+        bail!(
+            "the password must have {} to {} characters",
+            p.min_length,
+            p.max_length
+        );
     }
     Ok(())
 }
@@ -224,9 +264,17 @@ async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             };
             let db = Db::open(&settings.database_url).await?;
             let client = db.create_client(&new, hash.as_deref()).await?;
-            db.audit(AuditEvent { event: "client_created", client_id: Some(client.id.as_str()), ..Default::default() }).await?;
+            db.audit(AuditEvent {
+                event: "client_created",
+                client_id: Some(client.id.as_str()),
+                ..Default::default()
+            })
+            .await?;
             if json {
-                println!("{}", json!({ "client_id": client.id.as_str(), "client_secret": secret }));
+                println!(
+                    "{}",
+                    json!({ "client_id": client.id.as_str(), "client_secret": secret })
+                );
             } else {
                 println!("client_id:     {}", client.id);
                 match secret {
@@ -266,7 +314,12 @@ async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
             if !db.delete_client(&client_id).await? {
                 bail!("no client `{client_id}`");
             }
-            db.audit(AuditEvent { event: "client_deleted", client_id: Some(&client_id), ..Default::default() }).await?;
+            db.audit(AuditEvent {
+                event: "client_deleted",
+                client_id: Some(&client_id),
+                ..Default::default()
+            })
+            .await?;
             println!("deleted {client_id}");
             Ok(())
         }
@@ -275,13 +328,22 @@ async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
 
 fn new_client(a: ClientArgs) -> anyhow::Result<NewClient> {
     let uris = |list: &[String], flag: &str| -> anyhow::Result<Vec<RedirectUri>> {
-        list.iter().map(|u| RedirectUri::parse(u).map_err(anyhow::Error::msg).with_context(|| flag.to_owned())).collect()
+        list.iter()
+            .map(|u| {
+                RedirectUri::parse(u)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| flag.to_owned())
+            })
+            .collect()
     };
     let auth_method = match (&a.auth_method, a.public) {
         (None, true) => TokenAuthMethod::None,
         (None, false) => TokenAuthMethod::ClientSecretBasic,
         (Some(m), public) => {
-            let m: TokenAuthMethod = m.parse().map_err(anyhow::Error::msg).context("--auth-method")?;
+            let m: TokenAuthMethod = m
+                .parse()
+                .map_err(anyhow::Error::msg)
+                .context("--auth-method")?;
             if public != (m == TokenAuthMethod::None) {
                 bail!("--public goes with --auth-method none, and only with it");
             }
@@ -291,22 +353,38 @@ fn new_client(a: ClientArgs) -> anyhow::Result<NewClient> {
     let grants = if a.grants.is_empty() {
         vec![GrantType::AuthorizationCode, GrantType::RefreshToken]
     } else {
-        a.grants.iter().map(|g| g.parse().map_err(anyhow::Error::msg).context("--grant")).collect::<anyhow::Result<_>>()?
+        a.grants
+            .iter()
+            .map(|g| g.parse().map_err(anyhow::Error::msg).context("--grant"))
+            .collect::<anyhow::Result<_>>()?
     };
     let new = NewClient {
-        id: ClientId::parse(&a.client_id).map_err(anyhow::Error::msg).context("CLIENT_ID")?,
+        id: ClientId::parse(&a.client_id)
+            .map_err(anyhow::Error::msg)
+            .context("CLIENT_ID")?,
         redirect_uris: uris(&a.redirect_uris, "--redirect-uri")?,
-        post_logout_redirect_uris: uris(&a.post_logout_redirect_uris, "--post-logout-redirect-uri")?,
+        post_logout_redirect_uris: uris(
+            &a.post_logout_redirect_uris,
+            "--post-logout-redirect-uri",
+        )?,
         backchannel_logout_uri: a
             .backchannel_logout_uri
             .as_deref()
-            .map(|u| RedirectUri::parse(u).map_err(anyhow::Error::msg).context("--backchannel-logout-uri"))
+            .map(|u| {
+                RedirectUri::parse(u)
+                    .map_err(anyhow::Error::msg)
+                    .context("--backchannel-logout-uri")
+            })
             .transpose()?,
         auth_method,
         grants,
         first_party: a.first_party,
         sensitive: a.sensitive,
-        id_token_alg: a.id_token_alg.parse::<IdTokenAlg>().map_err(anyhow::Error::msg).context("--id-token-alg")?,
+        id_token_alg: a
+            .id_token_alg
+            .parse::<IdTokenAlg>()
+            .map_err(anyhow::Error::msg)
+            .context("--id-token-alg")?,
         allowed_scopes: a.scopes,
         resources: a.resources,
     };
@@ -321,7 +399,11 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::List { json } => (ring.snapshot().infos.clone(), json),
         KeysCommand::Rotate { json } => {
             let infos = ring.rotate().await?;
-            db.audit(AuditEvent { event: "keys_rotated", ..Default::default() }).await?;
+            db.audit(AuditEvent {
+                event: "keys_rotated",
+                ..Default::default()
+            })
+            .await?;
             (infos, json)
         }
     };
@@ -329,7 +411,10 @@ async fn keys(settings: Settings, cmd: KeysCommand) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(&infos)?);
     } else {
         for k in infos {
-            println!("{}\t{}\tgeneration {}\t{}", k.kid, k.alg, k.generation, k.state);
+            println!(
+                "{}\t{}\tgeneration {}\t{}",
+                k.kid, k.alg, k.generation, k.state
+            );
         }
     }
     Ok(())

@@ -142,7 +142,11 @@ impl Default for Settings {
 
 impl Default for KeySettings {
     fn default() -> Self {
-        Self { storage: KeyStorage::Database, encryption_key: None, rsa_bits: 2048 }
+        Self {
+            storage: KeyStorage::Database,
+            encryption_key: None,
+            rsa_bits: 2048,
+        }
     }
 }
 
@@ -159,7 +163,10 @@ impl Default for MailSettings {
 impl Default for SessionSettings {
     fn default() -> Self {
         // ANS figures: inactivity ≤ 30 min, SSO session ≤ 4 h.
-        Self { idle_minutes: 30, max_hours: 4 }
+        Self {
+            idle_minutes: 30,
+            max_hours: 4,
+        }
     }
 }
 
@@ -251,10 +258,12 @@ impl Settings {
         {
             return Err(SettingsError::Invalid {
                 key: "issuer",
-                expected: "an http(s) URL without query, fragment, credentials or trailing slash".into(),
+                expected: "an http(s) URL without query, fragment, credentials or trailing slash"
+                    .into(),
             });
         }
-        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres")) {
+        if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
+        {
             return Err(SettingsError::Invalid {
                 key: "database_url",
                 expected: "sqlite://PATH or postgres://USER@HOST/DB".into(),
@@ -262,7 +271,11 @@ impl Settings {
         }
         if let Some(urls) = &self.redis_url {
             let list = urls.as_list();
-            if list.is_empty() || list.iter().any(|u| !u.starts_with("redis://") && !u.starts_with("rediss://")) {
+            if list.is_empty()
+                || list
+                    .iter()
+                    .any(|u| !u.starts_with("redis://") && !u.starts_with("rediss://"))
+            {
                 return Err(SettingsError::Invalid {
                     key: "redis_url",
                     expected: "redis://HOST:PORT, or a list of them for a cluster".into(),
@@ -270,7 +283,10 @@ impl Settings {
             }
         }
         if self.keys.rsa_bits < 2048 {
-            return Err(SettingsError::Invalid { key: "keys.rsa_bits", expected: "at least 2048".into() });
+            return Err(SettingsError::Invalid {
+                key: "keys.rsa_bits",
+                expected: "at least 2048".into(),
+            });
         }
         if self.session.idle_minutes == 0 || self.session.max_hours == 0 {
             return Err(SettingsError::Invalid {
@@ -301,7 +317,11 @@ impl Settings {
 impl RedisUrls {
     pub fn as_list(&self) -> Vec<String> {
         match self {
-            RedisUrls::One(u) => u.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
+            RedisUrls::One(u) => u
+                .split(',')
+                .map(|s| s.trim().to_owned())
+                .filter(|s| !s.is_empty())
+                .collect(),
             RedisUrls::Cluster(v) => v.clone(),
         }
     }
@@ -312,7 +332,11 @@ fn describe(e: figment::Error) -> String {
     e.into_iter()
         .map(|e| {
             let key = e.path.join(".");
-            if key.is_empty() { e.kind.to_string() } else { format!("`{key}`: {}", e.kind) }
+            if key.is_empty() {
+                e.kind.to_string()
+            } else {
+                format!("`{key}`: {}", e.kind)
+            }
         })
         .collect::<Vec<_>>()
         .join("; ")

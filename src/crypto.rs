@@ -8,7 +8,9 @@ use subtle::ConstantTimeEq;
 
 pub fn random_bytes<const N: usize>() -> [u8; N] {
     let mut buf = [0u8; N];
-    SystemRandom::new().fill(&mut buf).expect("the OS random generator failed");
+    SystemRandom::new()
+        .fill(&mut buf)
+        .expect("the OS random generator failed");
     buf
 }
 

@@ -11,16 +11,21 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use openidconnect::core::{CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims};
+use openidconnect::core::{
+    CoreAuthenticationFlow, CoreClient, CoreProviderMetadata, CoreUserInfoClaims,
+};
 use openidconnect::{
-    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
-    PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
+    AuthorizationCode, ClientId, ClientSecret, CsrfToken, IssuerUrl, Nonce, OAuth2TokenResponse,
+    PkceCodeChallenge, PkceCodeVerifier, RedirectUrl, Scope, TokenResponse,
 };
 use serde::Deserialize;
 
 use crate::config::Settings;
 use crate::domain::client::NewClient;
-use crate::domain::{ClientId as SesameClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username};
+use crate::domain::{
+    ClientId as SesameClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod,
+    Username,
+};
 use crate::server::{Server, shutdown_signal};
 use crate::store::db::users::{CreateUserError, NewUser};
 
@@ -73,7 +78,9 @@ pub async fn run(settings: Settings, portal_listen: SocketAddr) -> anyhow::Resul
         .await?;
 
     let portal = Portal::new(state.issuer(), DEMO_CLIENT, &secret, &portal_base);
-    let listener = tokio::net::TcpListener::bind(portal_listen).await.with_context(|| format!("binding {portal_listen}"))?;
+    let listener = tokio::net::TcpListener::bind(portal_listen)
+        .await
+        .with_context(|| format!("binding {portal_listen}"))?;
     tokio::spawn(async move { axum::serve(listener, portal.router()).await });
 
     println!(
@@ -110,7 +117,10 @@ struct Callback {
 
 impl Portal {
     pub fn new(issuer: &str, client_id: &str, secret: &str, base: &str) -> Self {
-        let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("HTTP client");
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("HTTP client");
         Self {
             inner: Arc::new(PortalInner {
                 issuer: issuer.to_owned(),
@@ -128,13 +138,23 @@ impl Portal {
             .route("/", get(portal_home))
             .route("/login", get(portal_login))
             .route("/callback", get(portal_callback))
-            .route("/backchannel-logout", axum::routing::post(|| async { "ok" }))
+            .route(
+                "/backchannel-logout",
+                axum::routing::post(|| async { "ok" }),
+            )
             .with_state(self)
     }
 
     async fn client(&self) -> anyhow::Result<PortalClient> {
         let i = &self.inner;
-        discover_client(&i.http, &i.issuer, &i.client_id, Some(&i.secret), &format!("{}/callback", i.base)).await
+        discover_client(
+            &i.http,
+            &i.issuer,
+            &i.client_id,
+            Some(&i.secret),
+            &format!("{}/callback", i.base),
+        )
+        .await
     }
 }
 
@@ -167,9 +187,14 @@ pub async fn discover_client(
     secret: Option<&str>,
     redirect_uri: &str,
 ) -> anyhow::Result<PortalClient> {
-    let metadata = CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.to_owned())?, http).await?;
-    Ok(CoreClient::from_provider_metadata(metadata, ClientId::new(client_id.to_owned()), secret.map(|s| ClientSecret::new(s.to_owned())))
-        .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned())?))
+    let metadata =
+        CoreProviderMetadata::discover_async(IssuerUrl::new(issuer.to_owned())?, http).await?;
+    Ok(CoreClient::from_provider_metadata(
+        metadata,
+        ClientId::new(client_id.to_owned()),
+        secret.map(|s| ClientSecret::new(s.to_owned())),
+    )
+    .set_redirect_uri(RedirectUrl::new(redirect_uri.to_owned())?))
 }
 
 fn page(body: &str) -> Html<String> {
@@ -180,21 +205,33 @@ fn page(body: &str) -> Html<String> {
 }
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 async fn portal_home() -> Html<String> {
-    page("<p>Ce portail délègue la connexion à Sésame.</p><p><a href=\"/login\">Se connecter avec Sésame</a></p>")
+    page(
+        "<p>Ce portail délègue la connexion à Sésame.</p><p><a href=\"/login\">Se connecter avec Sésame</a></p>",
+    )
 }
 
 async fn portal_login(State(portal): State<Portal>) -> Response {
     let client = match portal.client().await {
         Ok(c) => c,
-        Err(e) => return page(&format!("<p>Discovery failed: {}</p>", esc(&e.to_string()))).into_response(),
+        Err(e) => {
+            return page(&format!("<p>Discovery failed: {}</p>", esc(&e.to_string())))
+                .into_response();
+        }
     };
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let (url, state, nonce) = client
-        .authorize_url(CoreAuthenticationFlow::AuthorizationCode, CsrfToken::new_random, Nonce::new_random)
+        .authorize_url(
+            CoreAuthenticationFlow::AuthorizationCode,
+            CsrfToken::new_random,
+            Nonce::new_random,
+        )
         .add_scope(Scope::new("profile".into()))
         .add_scope(Scope::new("email".into()))
         .set_pkce_challenge(challenge)
@@ -204,14 +241,20 @@ async fn portal_login(State(portal): State<Portal>) -> Response {
         .pending
         .lock()
         .unwrap_or_else(|p| p.into_inner())
-        .insert(state.secret().clone(), (verifier.secret().clone(), nonce.secret().clone()));
+        .insert(
+            state.secret().clone(),
+            (verifier.secret().clone(), nonce.secret().clone()),
+        );
     Redirect::to(url.as_str()).into_response()
 }
 
 async fn portal_callback(State(portal): State<Portal>, Query(cb): Query<Callback>) -> Html<String> {
     match signed_in(&portal, cb).await {
         Ok(html) => page(&html),
-        Err(e) => page(&format!("<p>Échec de la connexion : {}</p><p><a href=\"/login\">Réessayer</a></p>", esc(&format!("{e:#}")))),
+        Err(e) => page(&format!(
+            "<p>Échec de la connexion : {}</p><p><a href=\"/login\">Réessayer</a></p>",
+            esc(&format!("{e:#}"))
+        )),
     }
 }
 
@@ -220,7 +263,13 @@ async fn signed_in(portal: &Portal, cb: Callback) -> anyhow::Result<String> {
         anyhow::bail!("{e}: {}", cb.error_description.unwrap_or_default());
     }
     let (code, state) = (cb.code.context("no code")?, cb.state.context("no state")?);
-    let (verifier, nonce) = portal.inner.pending.lock().unwrap_or_else(|p| p.into_inner()).remove(&state).context("unknown state")?;
+    let (verifier, nonce) = portal
+        .inner
+        .pending
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .remove(&state)
+        .context("unknown state")?;
     let client = portal.client().await?;
     let tokens = client
         .exchange_code(AuthorizationCode::new(code))?
@@ -229,13 +278,21 @@ async fn signed_in(portal: &Portal, cb: Callback) -> anyhow::Result<String> {
         .await?;
     let id_token = tokens.id_token().context("no ID token")?;
     let claims = id_token.claims(&client.id_token_verifier(), &Nonce::new(nonce))?;
-    let info: CoreUserInfoClaims = client.user_info(tokens.access_token().clone(), None)?.request_async(&portal.inner.http).await?;
-    let name = info.name().and_then(|n| n.get(None)).map(|n| n.as_str().to_owned()).unwrap_or_default();
+    let info: CoreUserInfoClaims = client
+        .user_info(tokens.access_token().clone(), None)?
+        .request_async(&portal.inner.http)
+        .await?;
+    let name = info
+        .name()
+        .and_then(|n| n.get(None))
+        .map(|n| n.as_str().to_owned())
+        .unwrap_or_default();
     let logout = format!(
         "{}/logout?id_token_hint={}&post_logout_redirect_uri={}",
         portal.inner.issuer,
         id_token,
-        url::form_urlencoded::byte_serialize(format!("{}/", portal.inner.base).as_bytes()).collect::<String>()
+        url::form_urlencoded::byte_serialize(format!("{}/", portal.inner.base).as_bytes())
+            .collect::<String>()
     );
     Ok(format!(
         "<p>Bonjour <strong>{}</strong>, vous êtes connecté.</p>\

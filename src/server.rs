@@ -18,7 +18,10 @@ pub enum ServeError {
     #[error(transparent)]
     Start(#[from] Internal),
     #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: std::io::Error },
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
     #[error("server error: {0}")]
     Io(#[from] std::io::Error),
 }
@@ -28,12 +31,17 @@ impl Server {
     pub async fn build(settings: Settings) -> Result<Self, ServeError> {
         let addr = settings.listen;
         let state = AppState::build(settings).await?;
-        let listener = TcpListener::bind(addr).await.map_err(|source| ServeError::Bind { addr, source })?;
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
         Ok(Self { listener, state })
     }
 
     /// Serves on a listener the caller bound (tests bind port 0 first to know the issuer).
-    pub async fn with_listener(settings: Settings, listener: TcpListener) -> Result<Self, ServeError> {
+    pub async fn with_listener(
+        settings: Settings,
+        listener: TcpListener,
+    ) -> Result<Self, ServeError> {
         let state = AppState::build(settings).await?;
         Ok(Self { listener, state })
     }
@@ -46,11 +54,16 @@ impl Server {
         &self.state
     }
 
-    pub async fn run_until(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServeError> {
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), ServeError> {
         self.state.spawn_key_reload();
         tracing::info!(addr = %self.local_addr(), issuer = %self.state.issuer(), "Sésame is listening");
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
-        axum::serve(self.listener, app).with_graceful_shutdown(shutdown).await?;
+        axum::serve(self.listener, app)
+            .with_graceful_shutdown(shutdown)
+            .await?;
         Ok(())
     }
 }
@@ -62,7 +75,8 @@ pub async fn shutdown_signal() {
     };
     #[cfg(unix)]
     let term = async {
-        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
             s.recv().await;
         }
     };

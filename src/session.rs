@@ -49,10 +49,17 @@ impl AppState {
     }
 
     /// The live session of this browser, if any; renews the idle lifetime (at most once a minute).
-    pub async fn current_session(&self, headers: &HeaderMap) -> Result<Option<Current>, EphemeralError> {
-        let Some(cookie) = cookies::get(headers, cookies::SESSION) else { return Ok(None) };
+    pub async fn current_session(
+        &self,
+        headers: &HeaderMap,
+    ) -> Result<Option<Current>, EphemeralError> {
+        let Some(cookie) = cookies::get(headers, cookies::SESSION) else {
+            return Ok(None);
+        };
         let key = key(cookie);
-        let Some(mut session) = self.eph.get_json::<Session>(&key).await? else { return Ok(None) };
+        let Some(mut session) = self.eph.get_json::<Session>(&key).await? else {
+            return Ok(None);
+        };
         let Some(ttl) = self.session_ttl(&session) else {
             self.eph.delete(&key).await?;
             return Ok(None);
@@ -84,10 +91,24 @@ impl AppState {
         };
         let cookie = random_token();
         let key = key(&cookie);
-        let ttl = self.session_ttl(&session).expect("a new session has time left");
+        let ttl = self
+            .session_ttl(&session)
+            .expect("a new session has time left");
         self.eph.put_json(&key, &session, ttl).await?;
-        self.eph.own(&user_index(user_id), &key, Duration::from_secs(self.settings.session.max_hours * 3600)).await?;
-        let set = cookies::set(cookies::SESSION, &cookie, "/", None, self.settings.secure_cookies());
+        self.eph
+            .own(
+                &user_index(user_id),
+                &key,
+                Duration::from_secs(self.settings.session.max_hours * 3600),
+            )
+            .await?;
+        let set = cookies::set(
+            cookies::SESSION,
+            &cookie,
+            "/",
+            None,
+            self.settings.secure_cookies(),
+        );
         Ok((Current { key, session }, set))
     }
 
@@ -102,7 +123,10 @@ impl AppState {
     /// portal that has a back-channel logout URI (without waiting for them).
     pub async fn end_session(&self, current: &Current) -> Result<(), crate::app::Internal> {
         self.eph.delete(&current.key).await?;
-        let families = self.db.revoke_session_refresh_tokens(&current.session.sid).await?;
+        let families = self
+            .db
+            .revoke_session_refresh_tokens(&current.session.sid)
+            .await?;
         for f in families {
             self.eph.delete_owner(&format!("family:{f}")).await?;
         }

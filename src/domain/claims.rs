@@ -8,12 +8,30 @@ use serde_json::{Map, Value, json};
 use super::Scopes;
 use super::user::User;
 
-pub const PROFILE: &[&str] = &["name", "given_name", "family_name", "preferred_username", "updated_at"];
+pub const PROFILE: &[&str] = &[
+    "name",
+    "given_name",
+    "family_name",
+    "preferred_username",
+    "updated_at",
+];
 pub const EMAIL: &[&str] = &["email", "email_verified"];
 
 /// Every claim Sésame can release, for discovery.
 pub fn supported() -> Vec<&'static str> {
-    let mut v = vec!["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid"];
+    let mut v = vec![
+        "sub",
+        "iss",
+        "aud",
+        "exp",
+        "iat",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "azp",
+        "sid",
+    ];
     v.extend_from_slice(PROFILE);
     v.extend_from_slice(EMAIL);
     v
@@ -38,7 +56,10 @@ impl ClaimsRequest {
                 Some(_) => Err("claims members must be JSON objects"),
             }
         };
-        Ok(Self { id_token: names("id_token")?, userinfo: names("userinfo")? })
+        Ok(Self {
+            id_token: names("id_token")?,
+            userinfo: names("userinfo")?,
+        })
     }
 }
 
@@ -83,7 +104,10 @@ mod tests {
 
     #[test]
     fn claims_parameter() {
-        let c = ClaimsRequest::parse(r#"{"userinfo":{"name":{"essential":true}},"id_token":{"auth_time":null}}"#).unwrap();
+        let c = ClaimsRequest::parse(
+            r#"{"userinfo":{"name":{"essential":true}},"id_token":{"auth_time":null}}"#,
+        )
+        .unwrap();
         assert!(c.userinfo.contains("name"));
         assert!(c.id_token.contains("auth_time"));
         assert!(ClaimsRequest::parse("[1]").is_err());

@@ -96,7 +96,9 @@ impl Client {
         self.redirect_uris.iter().find(|r| r.as_str() == raw)
     }
     pub fn post_logout_redirect_uri(&self, raw: &str) -> Option<&RedirectUri> {
-        self.post_logout_redirect_uris.iter().find(|r| r.as_str() == raw)
+        self.post_logout_redirect_uris
+            .iter()
+            .find(|r| r.as_str() == raw)
     }
 }
 
@@ -136,7 +138,11 @@ impl NewClient {
         for r in &self.resources {
             match url::Url::parse(r) {
                 Ok(u) if u.fragment().is_none() && matches!(u.scheme(), "https" | "http") => {}
-                _ => return Err(format!("`{r}` is not an absolute http(s) URI without fragment")),
+                _ => {
+                    return Err(format!(
+                        "`{r}` is not an absolute http(s) URI without fragment"
+                    ));
+                }
             }
         }
         Ok(())

@@ -21,7 +21,11 @@ impl RedirectUri {
         match url.scheme() {
             "https" => {}
             "http" if loopback => {}
-            "http" => return Err(format!("`{raw}` must use https (http is for loopback only)")),
+            "http" => {
+                return Err(format!(
+                    "`{raw}` must use https (http is for loopback only)"
+                ));
+            }
             _ => return Err(format!("`{raw}` must be an http(s) URL")),
         }
         if url.host_str().is_none_or(str::is_empty) || !url.username().is_empty() {
@@ -36,7 +40,9 @@ impl RedirectUri {
 
     /// The origin, for a form-action CSP that lets the browser follow our redirect.
     pub fn origin(&self) -> String {
-        url::Url::parse(&self.0).map(|u| u.origin().ascii_serialization()).unwrap_or_default()
+        url::Url::parse(&self.0)
+            .map(|u| u.origin().ascii_serialization())
+            .unwrap_or_default()
     }
 
     /// This URI with response parameters appended to its query, keeping the registered ones.
@@ -92,6 +98,9 @@ mod tests {
     #[test]
     fn params_keep_the_registered_query() {
         let r = RedirectUri::parse("https://p.fr/cb?dummy1=lorem").unwrap();
-        assert_eq!(r.with_params(&[("code", "a b")]), "https://p.fr/cb?dummy1=lorem&code=a+b");
+        assert_eq!(
+            r.with_params(&[("code", "a b")]),
+            "https://p.fr/cb?dummy1=lorem&code=a+b"
+        );
     }
 }

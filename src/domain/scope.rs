@@ -13,7 +13,10 @@ impl Scopes {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let mut set = BTreeSet::new();
         for s in raw.split(' ').filter(|s| !s.is_empty()) {
-            if !s.bytes().all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b)) {
+            if !s
+                .bytes()
+                .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b))
+            {
                 return Err("scope holds characters outside the RFC 6749 grammar".into());
             }
             set.insert(s.to_owned());
@@ -23,7 +26,12 @@ impl Scopes {
 
     /// Only the scopes Sésame supports.
     pub fn supported(self) -> Self {
-        Self(self.0.into_iter().filter(|s| SUPPORTED.contains(&s.as_str())).collect())
+        Self(
+            self.0
+                .into_iter()
+                .filter(|s| SUPPORTED.contains(&s.as_str()))
+                .collect(),
+        )
     }
 
     pub fn contains(&self, s: &str) -> bool {

@@ -13,7 +13,10 @@ impl Username {
         if s.is_empty() || s.chars().count() > 64 {
             return Err("the identifier must have 1 to 64 characters".into());
         }
-        if !s.chars().all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@')) {
+        if !s
+            .chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+        {
             return Err("the identifier may only hold letters, digits and . _ - @".into());
         }
         Ok(Self(s))
@@ -38,13 +41,22 @@ impl Email {
     pub fn parse(raw: &str) -> Result<Self, String> {
         let s = raw.trim();
         let bad = || Err(format!("`{s}` is not an e-mail address"));
-        if s.len() > 254 || s.chars().any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | '"')) {
+        if s.len() > 254
+            || s.chars()
+                .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | '"'))
+        {
             return bad();
         }
         match s.split_once('@') {
             Some((local, domain))
-                if !local.is_empty() && domain.contains('.') && !domain.contains('@')
-                    && !domain.starts_with('.') && !domain.ends_with('.') => Ok(Self(s.to_owned())),
+                if !local.is_empty()
+                    && domain.contains('.')
+                    && !domain.contains('@')
+                    && !domain.starts_with('.')
+                    && !domain.ends_with('.') =>
+            {
+                Ok(Self(s.to_owned()))
+            }
             _ => bad(),
         }
     }
@@ -69,7 +81,15 @@ mod tests {
     #[test]
     fn emails_are_checked() {
         assert!(Email::parse("alice@example.fr").is_ok());
-        for bad in ["alice", "alice@", "@x.fr", "a@b", "a b@x.fr", "a@x.fr.", "\"a\"@x.fr"] {
+        for bad in [
+            "alice",
+            "alice@",
+            "@x.fr",
+            "a@b",
+            "a b@x.fr",
+            "a@x.fr.",
+            "\"a\"@x.fr",
+        ] {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }

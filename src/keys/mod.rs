@@ -39,14 +39,20 @@ pub enum KeyError {
     #[error("invalid key: {0}")]
     BadKey(String),
     #[error("{path}: {source}")]
-    Io { path: String, source: std::io::Error },
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
 impl KeyError {
     fn io(path: &Path, source: std::io::Error) -> Self {
-        KeyError::Io { path: path.display().to_string(), source }
+        KeyError::Io {
+            path: path.display().to_string(),
+            source,
+        }
     }
 }
 
@@ -70,7 +76,7 @@ pub struct Snapshot {
 }
 
 enum Source {
-    Db { db: Db, kek: Kek },
+    Db { db: Db, kek: Box<Kek> },
     Files { dir: PathBuf },
 }
 
@@ -91,9 +97,14 @@ impl KeyRing {
                     Some(b64) => Kek::from_base64(b64)?,
                     None => Kek::from_dir(&settings.keys_dir)?,
                 };
-                Source::Db { db: db.clone(), kek }
+                Source::Db {
+                    db: db.clone(),
+                    kek: Box::new(kek),
+                }
             }
-            KeyStorage::Files => Source::Files { dir: settings.keys_dir.clone() },
+            KeyStorage::Files => Source::Files {
+                dir: settings.keys_dir.clone(),
+            },
         };
         let mut ring = Self {
             source,
@@ -113,11 +124,18 @@ impl KeyRing {
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
-        self.current.read().unwrap_or_else(|p| p.into_inner()).clone()
+        self.current
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
     }
 
     pub fn signer(&self, alg: IdTokenAlg) -> Arc<SigningKey> {
-        self.snapshot().active.get(&alg).cloned().expect("open() guarantees one active key per algorithm")
+        self.snapshot()
+            .active
+            .get(&alg)
+            .cloned()
+            .expect("open() guarantees one active key per algorithm")
     }
 
     pub fn jwks_json(&self) -> Bytes {
@@ -144,7 +162,9 @@ impl KeyRing {
         let alg = header.get("alg")?.as_str()?;
         let snapshot = self.snapshot();
         let key = snapshot.by_kid.get(kid)?;
-        if key.alg.as_str() != alg || !key.verify(format!("{h}.{p}").as_bytes(), &b64.decode(sig).ok()?) {
+        if key.alg.as_str() != alg
+            || !key.verify(format!("{h}.{p}").as_bytes(), &b64.decode(sig).ok()?)
+        {
             return None;
         }
         serde_json::from_slice(&b64.decode(p).ok()?).ok()
@@ -164,21 +184,40 @@ impl KeyRing {
         self.add_generation().await?;
         self.reload().await?;
         if let Source::Db { db, .. } = &self.source {
-            db.prune_signing_keys(crate::store::db::now() - self.publish_retired_secs).await?;
+            db.prune_signing_keys(crate::store::db::now() - self.publish_retired_secs)
+                .await?;
         }
         Ok(self.snapshot().infos.clone())
     }
 
     async fn add_generation(&self) -> Result<(), KeyError> {
-        let generation = self.snapshot().infos.iter().map(|k| k.generation).max().unwrap_or(0) + 1;
+        let generation = self
+            .snapshot()
+            .infos
+            .iter()
+            .map(|k| k.generation)
+            .max()
+            .unwrap_or(0)
+            + 1;
         let generation = match &self.source {
-            Source::Db { db, .. } => db.signing_keys().await?.iter().map(|k| k.generation).max().unwrap_or(0) + 1,
+            Source::Db { db, .. } => {
+                db.signing_keys()
+                    .await?
+                    .iter()
+                    .map(|k| k.generation)
+                    .max()
+                    .unwrap_or(0)
+                    + 1
+            }
             Source::Files { .. } => generation.max(files_max_generation(self.files_dir())? + 1),
         };
         let rsa_bits = self.rsa_bits;
         // RSA generation takes a good fraction of a second: keep it off the async workers.
         let keys = tokio::task::spawn_blocking(move || {
-            IdTokenAlg::ALL.iter().map(|alg| SigningKey::generate(*alg, rsa_bits)).collect::<Result<Vec<_>, _>>()
+            IdTokenAlg::ALL
+                .iter()
+                .map(|alg| SigningKey::generate(*alg, rsa_bits))
+                .collect::<Result<Vec<_>, _>>()
         })
         .await
         .map_err(|e| KeyError::Generate(e.to_string()))??;
@@ -198,15 +237,25 @@ impl KeyRing {
                     })
                     .collect();
                 if !db.insert_key_generation(&rows).await? {
-                    tracing::info!(generation, "another process stored this key generation first; using its keys");
+                    tracing::info!(
+                        generation,
+                        "another process stored this key generation first; using its keys"
+                    );
                 }
             }
             Source::Files { dir } => {
                 std::fs::create_dir_all(dir).map_err(|e| KeyError::io(dir, e))?;
                 for (k, der) in &keys {
-                    let pem = rsa::pkcs8::der::pem::encode_string("PRIVATE KEY", rsa::pkcs8::LineEnding::LF, der)
-                        .map_err(|e| KeyError::Generate(e.to_string()))?;
-                    let path = dir.join(format!("{}-{generation:04}.pem", k.alg.as_str().to_lowercase()));
+                    let pem = rsa::pkcs8::der::pem::encode_string(
+                        "PRIVATE KEY",
+                        rsa::pkcs8::LineEnding::LF,
+                        der,
+                    )
+                    .map_err(|e| KeyError::Generate(e.to_string()))?;
+                    let path = dir.join(format!(
+                        "{}-{generation:04}.pem",
+                        k.alg.as_str().to_lowercase()
+                    ));
                     sealed::write_private(&path, pem.as_bytes())?;
                 }
             }
@@ -228,24 +277,41 @@ impl KeyRing {
             Source::Db { db, kek } => {
                 let now = crate::store::db::now();
                 for row in db.signing_keys().await? {
-                    if row.retired_at.is_some_and(|r| r + self.publish_retired_secs < now) {
+                    if row
+                        .retired_at
+                        .is_some_and(|r| r + self.publish_retired_secs < now)
+                    {
                         continue;
                     }
                     let alg: IdTokenAlg = row.alg.parse().map_err(KeyError::BadKey)?;
                     let der = kek.open(&row.kid, &row.private_key)?;
                     let key = SigningKey::from_pkcs8(alg, &der)?;
-                    loaded.push((row.generation, row.retired_at, row.created_at, Arc::new(key)));
+                    loaded.push((
+                        row.generation,
+                        row.retired_at,
+                        row.created_at,
+                        Arc::new(key),
+                    ));
                 }
             }
             Source::Files { dir } => {
                 for (alg, generation, path) in pem_files(dir)? {
-                    let text = std::fs::read_to_string(&path).map_err(|e| KeyError::io(&path, e))?;
+                    let text =
+                        std::fs::read_to_string(&path).map_err(|e| KeyError::io(&path, e))?;
                     let (label, der) = rsa::pkcs8::der::pem::decode_vec(text.as_bytes())
                         .map_err(|e| KeyError::BadKey(format!("{}: {e}", path.display())))?;
                     if label != "PRIVATE KEY" {
-                        return Err(KeyError::BadKey(format!("{}: expected a PKCS#8 PRIVATE KEY", path.display())));
+                        return Err(KeyError::BadKey(format!(
+                            "{}: expected a PKCS#8 PRIVATE KEY",
+                            path.display()
+                        )));
                     }
-                    loaded.push((generation, None, 0, Arc::new(SigningKey::from_pkcs8(alg, &der)?)));
+                    loaded.push((
+                        generation,
+                        None,
+                        0,
+                        Arc::new(SigningKey::from_pkcs8(alg, &der)?),
+                    ));
                 }
             }
         }
@@ -259,7 +325,7 @@ impl Snapshot {
     }
 
     fn build(mut keys: Vec<(i64, Option<i64>, i64, Arc<SigningKey>)>) -> Self {
-        keys.sort_by(|a, b| b.0.cmp(&a.0));
+        keys.sort_by_key(|k| std::cmp::Reverse(k.0));
         let mut active = HashMap::new();
         let mut infos = Vec::new();
         for (generation, retired_at, created_at, key) in &keys {
@@ -275,24 +341,42 @@ impl Snapshot {
                 created_at: *created_at,
             });
         }
-        let by_kid = keys.iter().map(|(.., k)| (k.kid().to_owned(), k.clone())).collect();
+        let by_kid = keys
+            .iter()
+            .map(|(.., k)| (k.kid().to_owned(), k.clone()))
+            .collect();
         let jwks: Vec<&Jwk> = keys.iter().map(|(.., k)| &k.jwk).collect();
         let jwks_json = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).expect("json");
-        let parsed = serde_json::from_slice(&jwks_json).expect("our JWKS parses as openidconnect's");
-        Self { active, by_kid, jwks_json: Bytes::from(jwks_json), jwks: parsed, infos }
+        let parsed =
+            serde_json::from_slice(&jwks_json).expect("our JWKS parses as openidconnect's");
+        Self {
+            active,
+            by_kid,
+            jwks_json: Bytes::from(jwks_json),
+            jwks: parsed,
+            infos,
+        }
     }
 }
 
 /// `rs256-0002.pem` → (RS256, 2, path).
 fn pem_files(dir: &Path) -> Result<Vec<(IdTokenAlg, i64, PathBuf)>, KeyError> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Ok(Vec::new()) };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
     let mut out = Vec::new();
     for entry in entries {
         let path = entry.map_err(|e| KeyError::io(dir, e))?.path();
-        let Some(stem) = path.file_name().and_then(|n| n.to_str()).and_then(|n| n.strip_suffix(".pem")) else {
+        let Some(stem) = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.strip_suffix(".pem"))
+        else {
             continue;
         };
-        let Some((alg, generation)) = stem.split_once('-') else { continue };
+        let Some((alg, generation)) = stem.split_once('-') else {
+            continue;
+        };
         let alg = match alg {
             "rs256" => IdTokenAlg::RS256,
             "es256" => IdTokenAlg::ES256,
@@ -307,5 +391,9 @@ fn pem_files(dir: &Path) -> Result<Vec<(IdTokenAlg, i64, PathBuf)>, KeyError> {
 }
 
 fn files_max_generation(dir: &Path) -> Result<i64, KeyError> {
-    Ok(pem_files(dir)?.iter().map(|(_, g, _)| *g).max().unwrap_or(0))
+    Ok(pem_files(dir)?
+        .iter()
+        .map(|(_, g, _)| *g)
+        .max()
+        .unwrap_or(0))
 }

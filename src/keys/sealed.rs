@@ -35,7 +35,11 @@ impl Kek {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut buf = plain.to_vec();
         self.0
-            .seal_in_place_append_tag(Nonce::assume_unique_for_key(nonce_bytes), Aad::from(kid.as_bytes()), &mut buf)
+            .seal_in_place_append_tag(
+                Nonce::assume_unique_for_key(nonce_bytes),
+                Aad::from(kid.as_bytes()),
+                &mut buf,
+            )
             .expect("AES-GCM sealing of a small buffer cannot fail");
         let mut out = nonce_bytes.to_vec();
         out.extend_from_slice(&buf);
@@ -43,12 +47,15 @@ impl Kek {
     }
 
     pub fn open(&self, kid: &str, sealed: &str) -> Result<Vec<u8>, KeyError> {
-        let raw = STANDARD.decode(sealed).map_err(|_| KeyError::Unseal(kid.to_owned()))?;
+        let raw = STANDARD
+            .decode(sealed)
+            .map_err(|_| KeyError::Unseal(kid.to_owned()))?;
         if raw.len() < NONCE_LEN {
             return Err(KeyError::Unseal(kid.to_owned()));
         }
         let (nonce, body) = raw.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| KeyError::Unseal(kid.to_owned()))?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce)
+            .map_err(|_| KeyError::Unseal(kid.to_owned()))?;
         let mut body = body.to_vec();
         let plain = self
             .0

@@ -55,12 +55,17 @@ impl SigningKey {
                 use rsa::pkcs8::EncodePrivateKey;
                 let key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, rsa_bits)
                     .map_err(|e| KeyError::Generate(e.to_string()))?;
-                key.to_pkcs8_der().map_err(|e| KeyError::Generate(e.to_string()))?.as_bytes().to_vec()
+                key.to_pkcs8_der()
+                    .map_err(|e| KeyError::Generate(e.to_string()))?
+                    .as_bytes()
+                    .to_vec()
             }
-            IdTokenAlg::ES256 => EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
-                .map_err(|_| KeyError::Generate("P-256".into()))?
-                .as_ref()
-                .to_vec(),
+            IdTokenAlg::ES256 => {
+                EcdsaKeyPair::generate_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &rng)
+                    .map_err(|_| KeyError::Generate("P-256".into()))?
+                    .as_ref()
+                    .to_vec()
+            }
             IdTokenAlg::EdDSA => Ed25519KeyPair::generate_pkcs8(&rng)
                 .map_err(|_| KeyError::Generate("Ed25519".into()))?
                 .as_ref()
@@ -82,15 +87,24 @@ impl SigningKey {
                 (Pair::Rsa(p), "RSA", (c.n, c.e), members.to_vec())
             }
             IdTokenAlg::ES256 => {
-                let p = EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, der, &SystemRandom::new())
-                    .map_err(|e| bad(e.to_string()))?;
+                let p = EcdsaKeyPair::from_pkcs8(
+                    &signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+                    der,
+                    &SystemRandom::new(),
+                )
+                .map_err(|e| bad(e.to_string()))?;
                 let point = p.public_key().as_ref(); // 0x04 || x || y
                 let (x, y) = (point[1..33].to_vec(), point[33..65].to_vec());
-                let members = vec![("crv", "P-256".to_owned()), ("x", b64url(&x)), ("y", b64url(&y))];
+                let members = vec![
+                    ("crv", "P-256".to_owned()),
+                    ("x", b64url(&x)),
+                    ("y", b64url(&y)),
+                ];
                 (Pair::Ec(p), "EC", (x, y), members)
             }
             IdTokenAlg::EdDSA => {
-                let p = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der).map_err(|e| bad(e.to_string()))?;
+                let p = Ed25519KeyPair::from_pkcs8_maybe_unchecked(der)
+                    .map_err(|e| bad(e.to_string()))?;
                 let x = p.public_key().as_ref().to_vec();
                 let members = vec![("crv", "Ed25519".to_owned()), ("x", b64url(&x))];
                 (Pair::Ed(p), "OKP", (x, Vec::new()), members)
@@ -101,10 +115,19 @@ impl SigningKey {
         jwk_members.sort();
         let canonical = format!(
             "{{{}}}",
-            jwk_members.iter().map(|(k, v)| format!("\"{k}\":\"{v}\"")).collect::<Vec<_>>().join(",")
+            jwk_members
+                .iter()
+                .map(|(k, v)| format!("\"{k}\":\"{v}\""))
+                .collect::<Vec<_>>()
+                .join(",")
         );
         let kid = b64url(sha256(canonical));
-        let get = |name: &str| jwk_members.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone());
+        let get = |name: &str| {
+            jwk_members
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.clone())
+        };
         let jwk = Jwk {
             kty: kty.to_owned(),
             use_: "sig".into(),
@@ -116,7 +139,12 @@ impl SigningKey {
             x: get("x"),
             y: get("y"),
         };
-        Ok(Self { alg, jwk, pair, raw_public })
+        Ok(Self {
+            alg,
+            jwk,
+            pair,
+            raw_public,
+        })
     }
 
     pub fn kid(&self) -> &str {
@@ -128,10 +156,15 @@ impl SigningKey {
         match &self.pair {
             Pair::Rsa(p) => {
                 let mut sig = vec![0; p.public().modulus_len()];
-                p.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig).expect("RSA signing with a valid key");
+                p.sign(&signature::RSA_PKCS1_SHA256, &rng, msg, &mut sig)
+                    .expect("RSA signing with a valid key");
                 sig
             }
-            Pair::Ec(p) => p.sign(&rng, msg).expect("ECDSA signing with a valid key").as_ref().to_vec(),
+            Pair::Ec(p) => p
+                .sign(&rng, msg)
+                .expect("ECDSA signing with a valid key")
+                .as_ref()
+                .to_vec(),
             Pair::Ed(p) => p.sign(msg).as_ref().to_vec(),
         }
     }
@@ -139,7 +172,11 @@ impl SigningKey {
     /// A compact JWS of `claims` with this key (for logout tokens and other non-ID-token JWTs).
     pub fn sign_jwt(&self, typ: &str, claims: &serde_json::Value) -> String {
         let header = serde_json::json!({ "alg": self.alg.as_str(), "kid": self.kid(), "typ": typ });
-        let input = format!("{}.{}", b64url(header.to_string()), b64url(claims.to_string()));
+        let input = format!(
+            "{}.{}",
+            b64url(header.to_string()),
+            b64url(claims.to_string())
+        );
         let sig = self.sign_bytes(input.as_bytes());
         format!("{input}.{}", b64url(sig))
     }
@@ -156,9 +193,13 @@ impl SigningKey {
                 let mut point = vec![4u8];
                 point.extend_from_slice(a);
                 point.extend_from_slice(b);
-                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point).verify(msg, sig).is_ok()
+                UnparsedPublicKey::new(&signature::ECDSA_P256_SHA256_FIXED, point)
+                    .verify(msg, sig)
+                    .is_ok()
             }
-            IdTokenAlg::EdDSA => UnparsedPublicKey::new(&signature::ED25519, a).verify(msg, sig).is_ok(),
+            IdTokenAlg::EdDSA => UnparsedPublicKey::new(&signature::ED25519, a)
+                .verify(msg, sig)
+                .is_ok(),
         }
     }
 
@@ -221,6 +262,7 @@ mod tests {
         let sig = k.sign_bytes(b"hello");
         let (n, e) = k.raw_public.clone();
         let pk = ring::rsa::PublicKeyComponents { n, e };
-        pk.verify(&signature::RSA_PKCS1_2048_8192_SHA256, b"hello", &sig).unwrap();
+        pk.verify(&signature::RSA_PKCS1_2048_8192_SHA256, b"hello", &sig)
+            .unwrap();
     }
 }

@@ -22,7 +22,12 @@ pub enum AuthorizeError {
     /// Nowhere safe to redirect to: tell the person.
     Page(&'static str),
     /// Back to the portal with `error`, `error_description`, `state` and `iss`.
-    Redirect { to: RedirectUri, state: Option<String>, error: &'static str, description: &'static str },
+    Redirect {
+        to: RedirectUri,
+        state: Option<String>,
+        error: &'static str,
+        description: &'static str,
+    },
     Internal(Internal),
 }
 
@@ -35,13 +40,27 @@ impl<E: Into<Internal>> From<E> for AuthorizeError {
 impl AuthorizeError {
     pub fn respond(self, state: &AppState, locale: Locale) -> Response {
         match self {
-            AuthorizeError::Page(key) => state.pages.error_page(locale, key, StatusCode::BAD_REQUEST).into_response(),
-            AuthorizeError::Redirect { to, state: st, error, description } => {
-                see_other(&redirect_with(&to, st.as_deref(), state.issuer(), &[("error", error), ("error_description", description)]))
-            }
+            AuthorizeError::Page(key) => state
+                .pages
+                .error_page(locale, key, StatusCode::BAD_REQUEST)
+                .into_response(),
+            AuthorizeError::Redirect {
+                to,
+                state: st,
+                error,
+                description,
+            } => see_other(&redirect_with(
+                &to,
+                st.as_deref(),
+                state.issuer(),
+                &[("error", error), ("error_description", description)],
+            )),
             AuthorizeError::Internal(e) => {
                 tracing::error!(error = %e, "authorization failed");
-                state.pages.error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR).into_response()
+                state
+                    .pages
+                    .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
+                    .into_response()
             }
         }
     }
@@ -51,14 +70,26 @@ pub fn see_other(location: &str) -> Response {
     (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
-    authorize(state, headers, Params::parse(query.unwrap_or_default().as_bytes())).await
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> Response {
+    authorize(
+        state,
+        headers,
+        Params::parse(query.unwrap_or_default().as_bytes()),
+    )
+    .await
 }
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
     if !is_form(&headers) {
         let locale = Locale::negotiate(None, &headers);
-        return state.pages.error_page(locale, "error.bad_request", StatusCode::BAD_REQUEST).into_response();
+        return state
+            .pages
+            .error_page(locale, "error.bad_request", StatusCode::BAD_REQUEST)
+            .into_response();
     }
     authorize(state, headers, Params::parse(&body)).await
 }
@@ -79,11 +110,19 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         return Err(Page("error.bad_request"));
     }
     let client = match p.get("client_id") {
-        Some(id) => state.db.client(id).await?.ok_or(Page("error.unknown_client"))?,
+        Some(id) => state
+            .db
+            .client(id)
+            .await?
+            .ok_or(Page("error.unknown_client"))?,
         None => return Err(Page("error.unknown_client")),
     };
     // Exact string match (OIDC Core §3.1.2.1); required even with one registered URI.
-    let redirect_uri = p.get("redirect_uri").and_then(|r| client.redirect_uri(r)).cloned().ok_or(Page("error.bad_redirect_uri"))?;
+    let redirect_uri = p
+        .get("redirect_uri")
+        .and_then(|r| client.redirect_uri(r))
+        .cloned()
+        .ok_or(Page("error.bad_redirect_uri"))?;
 
     let st = p.get("state").map(str::to_owned);
     let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
@@ -98,35 +137,58 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         return Err(invalid("a parameter is repeated"));
     }
     if p.has("request") {
-        return Err(fail("request_not_supported", "request objects are not supported"));
+        return Err(fail(
+            "request_not_supported",
+            "request objects are not supported",
+        ));
     }
     if p.has("request_uri") {
-        return Err(fail("request_uri_not_supported", "request_uri is not supported"));
+        return Err(fail(
+            "request_uri_not_supported",
+            "request_uri is not supported",
+        ));
     }
     match p.get("response_type") {
         None => return Err(invalid("response_type is required")),
         Some("code") => {}
-        Some(_) => return Err(fail("unsupported_response_type", "only response_type=code is supported")),
+        Some(_) => {
+            return Err(fail(
+                "unsupported_response_type",
+                "only response_type=code is supported",
+            ));
+        }
     }
     if !client.allows(GrantType::AuthorizationCode) {
-        return Err(fail("unauthorized_client", "this client may not use the authorization code grant"));
+        return Err(fail(
+            "unauthorized_client",
+            "this client may not use the authorization code grant",
+        ));
     }
     if p.get("response_mode").is_some_and(|m| m != "query") {
         return Err(invalid("only response_mode=query is supported"));
     }
-    let mut scopes = Scopes::parse(p.get("scope").unwrap_or("")).map_err(|_| fail("invalid_scope", "malformed scope"))?.supported();
+    let mut scopes = Scopes::parse(p.get("scope").unwrap_or(""))
+        .map_err(|_| fail("invalid_scope", "malformed scope"))?
+        .supported();
     if !scopes.contains("openid") {
         return Err(fail("invalid_scope", "the openid scope is required"));
     }
     let prompt = parse_prompt(p.get("prompt")).ok_or_else(|| invalid("invalid prompt value"))?;
     let max_age = match p.get("max_age") {
         None => None,
-        Some(v) => Some(v.parse::<u32>().map_err(|_| invalid("max_age must be a non-negative integer"))? as i64),
+        Some(v) => Some(
+            v.parse::<u32>()
+                .map_err(|_| invalid("max_age must be a non-negative integer"))? as i64,
+        ),
     };
     let code_challenge = match (p.get("code_challenge"), p.get("code_challenge_method")) {
         (Some(c), m) => Some(CodeChallenge::parse(c, m).map_err(invalid)?),
         (None, Some(_)) => return Err(invalid("code_challenge_method without code_challenge")),
-        (None, None) if client.is_public() => return Err(invalid("PKCE code_challenge is required for public clients")),
+        (None, None) if client.is_public() => {
+            return Err(invalid(
+                "PKCE code_challenge is required for public clients",
+            ));
+        }
         (None, None) => None,
     };
     let claims = match p.get("claims") {
@@ -134,7 +196,10 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         None => ClaimsRequest::default(),
     };
     let hint_sub = match p.get("id_token_hint") {
-        Some(hint) => Some(hint_subject(state, hint).ok_or_else(|| invalid("id_token_hint is not a valid ID token of this issuer"))?),
+        Some(hint) => Some(
+            hint_subject(state, hint)
+                .ok_or_else(|| invalid("id_token_hint is not a valid ID token of this issuer"))?,
+        ),
         None => None,
     };
     // offline_access needs an explicit consent (OIDC Core §11) and a client allowed refresh tokens.
@@ -154,7 +219,15 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         max_age,
         login_hint: p.get("login_hint").map(str::to_owned),
         ui_locales: p.get("ui_locales").map(str::to_owned),
-        acr_values: p.get("acr_values").map(|v| v.split(' ').filter(|s| !s.is_empty()).map(str::to_owned).collect()).unwrap_or_default(),
+        acr_values: p
+            .get("acr_values")
+            .map(|v| {
+                v.split(' ')
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            })
+            .unwrap_or_default(),
         claims,
         hint_sub,
     };
@@ -193,10 +266,10 @@ async fn respond(
     locale: Locale,
 ) -> Result<Response, AuthorizeError> {
     let mut current = state.current_session(headers).await?;
-    if let Some(c) = &current {
-        if !satisfies(state, &req, c) || !state.user_active(&c.session.user_id).await? {
-            current = None;
-        }
+    if let Some(c) = &current
+        && (!satisfies(state, &req, c) || !state.user_active(&c.session.user_id).await?)
+    {
+        current = None;
     }
     let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
         to: req.redirect_uri.clone(),
@@ -206,11 +279,17 @@ async fn respond(
     };
     match current {
         Some(mut c) => {
-            if !state.needs_consent(client, &c.session.user_id, &req).await? {
+            if !state
+                .needs_consent(client, &c.session.user_id, &req)
+                .await?
+            {
                 return Ok(see_other(&state.issue_code(&req, &mut c).await?));
             }
             if req.prompt.none {
-                return Err(fail("consent_required", "the user has not consented to this client"));
+                return Err(fail(
+                    "consent_required",
+                    "the user has not consented to this client",
+                ));
             }
             let user_id = c.session.user_id.clone();
             start_interaction(state, headers, req, locale, Some(user_id)).await
@@ -227,7 +306,10 @@ fn satisfies(state: &AppState, req: &AuthRequest, c: &Current) -> bool {
         Some(max) => state.now() - c.session.auth_time <= max,
         None => true,
     };
-    let same_user = req.hint_sub.as_ref().is_none_or(|s| *s == c.session.user_id);
+    let same_user = req
+        .hint_sub
+        .as_ref()
+        .is_none_or(|s| *s == c.session.user_id);
     !req.prompt.login && fresh_enough && same_user
 }
 
@@ -243,14 +325,29 @@ async fn start_interaction(
         Some(b) if b.len() == 43 => (b.to_owned(), None),
         _ => {
             let b = random_token();
-            let c = cookies::set(cookies::BROWSER, &b, "/", None, state.settings.secure_cookies());
+            let c = cookies::set(
+                cookies::BROWSER,
+                &b,
+                "/",
+                None,
+                state.settings.secure_cookies(),
+            );
             (b, Some(c))
         }
     };
     let uid = random_token();
-    let interaction = Interaction { request, csrf: random_token(), locale, user_id, browser: token_hash(&browser) };
+    let interaction = Interaction {
+        request,
+        csrf: random_token(),
+        locale,
+        user_id,
+        browser: token_hash(&browser),
+    };
     let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
-    state.eph.put_json(&interaction_key(&uid), &interaction, ttl).await?;
+    state
+        .eph
+        .put_json(&interaction_key(&uid), &interaction, ttl)
+        .await?;
     let mut res = see_other(&format!("/interaction/{uid}"));
     if let Some(c) = set_cookie {
         res.headers_mut().append(header::SET_COOKIE, c);

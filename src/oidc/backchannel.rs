@@ -13,7 +13,11 @@ use crate::domain::Client;
 use crate::session::Session;
 
 /// Waits before each retry; after the last one the delivery is dropped and logged.
-const RETRIES: [Duration; 3] = [Duration::from_secs(1), Duration::from_secs(5), Duration::from_secs(30)];
+const RETRIES: [Duration; 3] = [
+    Duration::from_secs(1),
+    Duration::from_secs(5),
+    Duration::from_secs(30),
+];
 
 #[derive(Clone)]
 pub struct Backchannel {
@@ -44,7 +48,9 @@ impl Backchannel {
 
     /// Queues a logout token for `client` if it registered a back-channel URI.
     pub fn notify(&self, state: &AppState, client: &Client, session: &Session) {
-        let Some(uri) = &client.backchannel_logout_uri else { return };
+        let Some(uri) = &client.backchannel_logout_uri else {
+            return;
+        };
         let now = state.now();
         let claims = json!({
             "iss": state.issuer(),
@@ -56,21 +62,37 @@ impl Backchannel {
             "sid": session.sid,
             "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
         });
-        let token = state.keys.signer(client.id_token_alg).sign_jwt("logout+jwt", &claims);
-        let _ = self.tx.send(Delivery { client_id: client.id.to_string(), uri: uri.to_string(), token });
+        let token = state
+            .keys
+            .signer(client.id_token_alg)
+            .sign_jwt("logout+jwt", &claims);
+        let _ = self.tx.send(Delivery {
+            client_id: client.id.to_string(),
+            uri: uri.to_string(),
+            token,
+        });
     }
 }
 
 async fn deliver(http: reqwest::Client, d: Delivery) {
     for (attempt, wait) in std::iter::once(Duration::ZERO).chain(RETRIES).enumerate() {
         tokio::time::sleep(wait).await;
-        match http.post(&d.uri).form(&[("logout_token", &d.token)]).send().await {
+        match http
+            .post(&d.uri)
+            .form(&[("logout_token", &d.token)])
+            .send()
+            .await
+        {
             Ok(r) if r.status().is_success() => {
                 tracing::info!(client_id = %d.client_id, attempt, "back-channel logout delivered");
                 return;
             }
-            Ok(r) => tracing::warn!(client_id = %d.client_id, status = %r.status(), attempt, "back-channel logout refused"),
-            Err(e) => tracing::warn!(client_id = %d.client_id, error = %e, attempt, "back-channel logout failed"),
+            Ok(r) => {
+                tracing::warn!(client_id = %d.client_id, status = %r.status(), attempt, "back-channel logout refused")
+            }
+            Err(e) => {
+                tracing::warn!(client_id = %d.client_id, error = %e, attempt, "back-channel logout failed")
+            }
         }
     }
     tracing::error!(client_id = %d.client_id, "back-channel logout abandoned after retries");

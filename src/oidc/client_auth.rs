@@ -20,7 +20,11 @@ enum Presented {
     IdOnly(String),
 }
 
-pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &Params) -> Result<Client, OAuthError> {
+pub async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+) -> Result<Client, OAuthError> {
     let presented = presented(headers, p)?;
     let (id, secret, method) = match &presented {
         Presented::Basic { id, secret } => (id, Some(secret), TokenAuthMethod::ClientSecretBasic),
@@ -30,7 +34,9 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &Params) -> 
     let client = state.db.client(id).await?;
     // Hash even for an unknown client, so timing does not tell which ids exist.
     let presented_hash = secret.map(|s| token_hash(s));
-    let Some(client) = client else { return Err(OAuthError::invalid_client("client authentication failed")) };
+    let Some(client) = client else {
+        return Err(OAuthError::invalid_client("client authentication failed"));
+    };
     if client.auth_method != method {
         return Err(OAuthError::invalid_client("client authentication failed"));
     }
@@ -41,8 +47,12 @@ pub async fn authenticate(state: &AppState, headers: &HeaderMap, p: &Params) -> 
     } else if method != TokenAuthMethod::None {
         return Err(OAuthError::invalid_client("client authentication failed"));
     }
-    if p.get("client_id").is_some_and(|cid| cid != client.id.as_str()) {
-        return Err(OAuthError::invalid_request("client_id does not match the authenticated client"));
+    if p.get("client_id")
+        .is_some_and(|cid| cid != client.id.as_str())
+    {
+        return Err(OAuthError::invalid_request(
+            "client_id does not match the authenticated client",
+        ));
     }
     Ok(client)
 }
@@ -53,15 +63,22 @@ fn presented(headers: &HeaderMap, p: &Params) -> Result<Presented, OAuthError> {
         None => None,
     };
     match (basic, p.get("client_secret")) {
-        (Some(_), Some(_)) => Err(OAuthError::invalid_request("use one client authentication method per request")),
+        (Some(_), Some(_)) => Err(OAuthError::invalid_request(
+            "use one client authentication method per request",
+        )),
         (Some((id, secret)), None) => Ok(Presented::Basic { id, secret }),
         (None, Some(secret)) => match p.get("client_id") {
-            Some(id) => Ok(Presented::Post { id: id.to_owned(), secret: secret.to_owned() }),
+            Some(id) => Ok(Presented::Post {
+                id: id.to_owned(),
+                secret: secret.to_owned(),
+            }),
             None => Err(OAuthError::invalid_client("client_id is required")),
         },
         (None, None) => match p.get("client_id") {
             Some(id) => Ok(Presented::IdOnly(id.to_owned())),
-            None => Err(OAuthError::invalid_client("client authentication is required")),
+            None => Err(OAuthError::invalid_client(
+                "client authentication is required",
+            )),
         },
     }
 }
@@ -74,12 +91,19 @@ fn bad_basic() -> OAuthError {
 fn parse_basic(value: &str) -> Result<(String, String), OAuthError> {
     let (scheme, b64) = value.split_once(' ').ok_or_else(bad_basic)?;
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(OAuthError::invalid_client("only Basic client authentication is supported"));
+        return Err(OAuthError::invalid_client(
+            "only Basic client authentication is supported",
+        ));
     }
     let raw = STANDARD.decode(b64.trim()).map_err(|_| bad_basic())?;
     let raw = String::from_utf8(raw).map_err(|_| bad_basic())?;
     let (id, secret) = raw.split_once(':').ok_or_else(bad_basic)?;
-    let decode = |s: &str| -> String { url::form_urlencoded::parse(format!("x={s}").as_bytes()).map(|(_, v)| v.into_owned()).next().unwrap_or_default() };
+    let decode = |s: &str| -> String {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .next()
+            .unwrap_or_default()
+    };
     let id = decode(id);
     if id.is_empty() {
         return Err(bad_basic());
@@ -94,7 +118,10 @@ mod tests {
     #[test]
     fn basic_is_form_decoded() {
         let v = format!("Basic {}", STANDARD.encode("portail%3Asant%C3%A9:s%2Bc+r"));
-        assert_eq!(parse_basic(&v).unwrap(), ("portail:santé".into(), "s+c r".into()));
+        assert_eq!(
+            parse_basic(&v).unwrap(),
+            ("portail:santé".into(), "s+c r".into())
+        );
         assert!(parse_basic("Basic !!!").is_err());
         assert!(parse_basic(&format!("Basic {}", STANDARD.encode("nocolon"))).is_err());
         assert!(parse_basic("Bearer x").is_err());

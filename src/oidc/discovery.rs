@@ -5,13 +5,13 @@ use axum::http::header;
 use axum::response::IntoResponse;
 use bytes::Bytes;
 use openidconnect::core::{
-    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType, CoreJsonWebKey,
-    CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm, CoreResponseMode,
-    CoreResponseType, CoreSubjectIdentifierType,
+    CoreAuthDisplay, CoreClaimName, CoreClaimType, CoreClientAuthMethod, CoreGrantType,
+    CoreJsonWebKey, CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm,
+    CoreJwsSigningAlgorithm, CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalProviderMetadata, AuthUrl, AuthenticationContextClass, IssuerUrl, JsonWebKeySetUrl, LanguageTag,
-    ProviderMetadata, ResponseTypes, Scope, TokenUrl, UserInfoUrl,
+    AdditionalProviderMetadata, AuthUrl, AuthenticationContextClass, IssuerUrl, JsonWebKeySetUrl,
+    LanguageTag, ProviderMetadata, ResponseTypes, Scope, TokenUrl, UserInfoUrl,
 };
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +62,10 @@ pub fn document(s: &Settings) -> Bytes {
         JsonWebKeySetUrl::new(url("/jwks")).expect("url"),
         vec![ResponseTypes::new(vec![CoreResponseType::Code])],
         vec![CoreSubjectIdentifierType::Public],
-        IdTokenAlg::ALL.iter().map(|a| crate::keys::signer::core_alg(*a)).collect::<Vec<CoreJwsSigningAlgorithm>>(),
+        IdTokenAlg::ALL
+            .iter()
+            .map(|a| crate::keys::signer::core_alg(*a))
+            .collect::<Vec<CoreJwsSigningAlgorithm>>(),
         Extra {
             end_session_endpoint: url("/logout"),
             introspection_endpoint: url("/introspect"),
@@ -78,14 +81,21 @@ pub fn document(s: &Settings) -> Bytes {
     )
     .set_token_endpoint(Some(TokenUrl::new(url("/token")).expect("url")))
     .set_userinfo_endpoint(Some(UserInfoUrl::new(url("/userinfo")).expect("url")))
-    .set_scopes_supported(Some(scope::SUPPORTED.iter().map(|s| Scope::new((*s).into())).collect()))
+    .set_scopes_supported(Some(
+        scope::SUPPORTED
+            .iter()
+            .map(|s| Scope::new((*s).into()))
+            .collect(),
+    ))
     .set_response_modes_supported(Some(vec![CoreResponseMode::Query]))
     .set_grant_types_supported(Some(vec![
         CoreGrantType::AuthorizationCode,
         CoreGrantType::RefreshToken,
         CoreGrantType::ClientCredentials,
     ]))
-    .set_acr_values_supported(Some(vec![AuthenticationContextClass::new(ACR_PASSWORD.into())]))
+    .set_acr_values_supported(Some(vec![AuthenticationContextClass::new(
+        ACR_PASSWORD.into(),
+    )]))
     .set_token_endpoint_auth_methods_supported(Some(
         TokenAuthMethod::ALL
             .iter()
@@ -96,11 +106,19 @@ pub fn document(s: &Settings) -> Bytes {
             })
             .collect(),
     ))
-    .set_claims_supported(Some(claims::supported().into_iter().map(|c| CoreClaimName::new(c.into())).collect()))
+    .set_claims_supported(Some(
+        claims::supported()
+            .into_iter()
+            .map(|c| CoreClaimName::new(c.into()))
+            .collect(),
+    ))
     .set_claim_types_supported(Some(vec![CoreClaimType::Normal]))
     .set_display_values_supported(Some(vec![CoreAuthDisplay::Page, CoreAuthDisplay::Popup]))
     .set_ui_locales_supported(Some(
-        crate::web::locale::SUPPORTED.iter().map(|l| LanguageTag::new((*l).into())).collect(),
+        crate::web::locale::SUPPORTED
+            .iter()
+            .map(|l| LanguageTag::new((*l).into()))
+            .collect(),
     ))
     .set_claims_parameter_supported(Some(true))
     .set_request_parameter_supported(Some(false))
@@ -115,10 +133,18 @@ const JSON: [(header::HeaderName, &str); 2] = [
 ];
 
 pub async fn discovery(State(state): State<AppState>) -> impl IntoResponse {
-    (JSON, [(header::CACHE_CONTROL, "public, max-age=300")], state.discovery.clone())
+    (
+        JSON,
+        [(header::CACHE_CONTROL, "public, max-age=300")],
+        state.discovery.clone(),
+    )
 }
 
 pub async fn jwks(State(state): State<AppState>) -> impl IntoResponse {
     // Short cache: a rotated key must reach relying parties quickly.
-    (JSON, [(header::CACHE_CONTROL, "public, max-age=60")], state.keys.jwks_json())
+    (
+        JSON,
+        [(header::CACHE_CONTROL, "public, max-age=60")],
+        state.keys.jwks_json(),
+    )
 }

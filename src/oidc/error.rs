@@ -16,8 +16,16 @@ pub struct OAuthError {
 }
 
 impl OAuthError {
-    fn new(error: &'static str, status: StatusCode, description: impl Into<Cow<'static, str>>) -> Self {
-        Self { error, description: description.into(), status }
+    fn new(
+        error: &'static str,
+        status: StatusCode,
+        description: impl Into<Cow<'static, str>>,
+    ) -> Self {
+        Self {
+            error,
+            description: description.into(),
+            status,
+        }
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new("invalid_request", StatusCode::BAD_REQUEST, d)
@@ -42,7 +50,11 @@ impl OAuthError {
     }
     /// Our fault, logged by the caller; the client learns nothing more.
     pub fn server_error() -> Self {
-        Self::new("server_error", StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        Self::new(
+            "server_error",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal error",
+        )
     }
 }
 
@@ -62,7 +74,10 @@ impl IntoResponse for OAuthError {
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         h.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
         if self.status == StatusCode::UNAUTHORIZED {
-            h.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"sesame\""));
+            h.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static("Basic realm=\"sesame\""),
+            );
         }
         res
     }
@@ -70,7 +85,9 @@ impl IntoResponse for OAuthError {
 
 /// Keeps only the characters RFC 6749 allows in `error_description`.
 pub fn ascii(s: &str) -> String {
-    s.chars().filter(|c| matches!(*c as u32, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E)).collect()
+    s.chars()
+        .filter(|c| matches!(*c as u32, 0x20..=0x21 | 0x23..=0x5B | 0x5D..=0x7E))
+        .collect()
 }
 
 #[cfg(test)]

@@ -76,7 +76,12 @@ pub struct AuthContext {
 
 impl AuthContext {
     pub fn of(session: &crate::session::Session) -> Self {
-        Self { auth_time: session.auth_time, acr: session.acr.clone(), amr: session.amr.clone(), sid: session.sid.clone() }
+        Self {
+            auth_time: session.auth_time,
+            acr: session.acr.clone(),
+            amr: session.amr.clone(),
+            sid: session.sid.clone(),
+        }
     }
 }
 
@@ -122,7 +127,12 @@ pub fn access_key(hash: &str) -> String {
 }
 
 /// The response parameters an error or success redirect always carries.
-pub fn redirect_with(req_uri: &RedirectUri, state: Option<&str>, issuer: &str, params: &[(&str, &str)]) -> String {
+pub fn redirect_with(
+    req_uri: &RedirectUri,
+    state: Option<&str>,
+    issuer: &str,
+    params: &[(&str, &str)],
+) -> String {
     let mut all: Vec<(&str, &str)> = params.to_vec();
     if let Some(s) = state {
         all.push(("state", s));
@@ -133,7 +143,12 @@ pub fn redirect_with(req_uri: &RedirectUri, state: Option<&str>, issuer: &str, p
 
 impl AppState {
     /// Whether this user must (still) consent to these scopes for this portal.
-    pub async fn needs_consent(&self, client: &Client, user_id: &str, req: &AuthRequest) -> Result<bool, Internal> {
+    pub async fn needs_consent(
+        &self,
+        client: &Client,
+        user_id: &str,
+        req: &AuthRequest,
+    ) -> Result<bool, Internal> {
         if client.first_party {
             return Ok(false);
         }
@@ -147,7 +162,11 @@ impl AppState {
     }
 
     /// Issues a single-use code for `session`'s user and returns the portal URL to go to.
-    pub async fn issue_code(&self, req: &AuthRequest, session: &mut Current) -> Result<String, Internal> {
+    pub async fn issue_code(
+        &self,
+        req: &AuthRequest,
+        session: &mut Current,
+    ) -> Result<String, Internal> {
         let code = random_token();
         let grant = CodeGrant {
             client_id: req.client_id.clone(),
@@ -159,17 +178,32 @@ impl AppState {
             auth: AuthContext::of(&session.session),
             claims: req.claims.clone(),
         };
-        self.eph.put_json(&code_key(&code), &grant, Duration::from_secs(self.settings.tokens.code_seconds)).await?;
+        self.eph
+            .put_json(
+                &code_key(&code),
+                &grant,
+                Duration::from_secs(self.settings.tokens.code_seconds),
+            )
+            .await?;
         if session.session.clients.insert(req.client_id.clone()) {
             self.save_session(session).await?;
         }
-        Ok(redirect_with(&req.redirect_uri, req.state.as_deref(), self.issuer(), &[("code", &code)]))
+        Ok(redirect_with(
+            &req.redirect_uri,
+            req.state.as_deref(),
+            self.issuer(),
+            &[("code", &code)],
+        ))
     }
 }
 
 impl AppState {
     /// The account exists and is not disabled.
     pub async fn user_active(&self, user_id: &str) -> Result<bool, Internal> {
-        Ok(self.db.user_by_id(user_id).await?.is_some_and(|u| !u.disabled))
+        Ok(self
+            .db
+            .user_by_id(user_id)
+            .await?
+            .is_some_and(|u| !u.disabled))
     }
 }

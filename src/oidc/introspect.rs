@@ -25,7 +25,11 @@ enum Found {
 
 async fn find(state: &AppState, client: &Client, token: &str) -> Result<Found, OAuthError> {
     let hash = token_hash(token);
-    if let Some(g) = state.eph.get_json::<AccessGrant>(&access_key(&hash)).await? {
+    if let Some(g) = state
+        .eph
+        .get_json::<AccessGrant>(&access_key(&hash))
+        .await?
+    {
         if g.client_id == client.id.as_str() && g.exp > state.now() {
             return Ok(Found::Access(hash, g));
         }
@@ -37,17 +41,29 @@ async fn find(state: &AppState, client: &Client, token: &str) -> Result<Found, O
     }
 }
 
-async fn parse(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(Client, String), OAuthError> {
+async fn parse(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(Client, String), OAuthError> {
     let p = Params::from_form(headers, body)?;
     if let Some(name) = p.duplicated(&[]) {
-        return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
+        return Err(OAuthError::invalid_request(format!(
+            "parameter {name} is repeated"
+        )));
     }
     let client = authenticate(state, headers, &p).await?;
-    let token = p.get("token").ok_or_else(|| OAuthError::invalid_request("token is required"))?;
+    let token = p
+        .get("token")
+        .ok_or_else(|| OAuthError::invalid_request("token is required"))?;
     Ok((client, token.to_owned()))
 }
 
-pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn introspect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let result = async {
         let (client, token) = parse(&state, &headers, &body).await?;
         Ok::<Value, OAuthError>(match find(&state, &client, &token).await? {
@@ -68,7 +84,8 @@ pub async fn introspect(State(state): State<AppState>, headers: HeaderMap, body:
     match result.await {
         Ok(v) => {
             let mut res = Json(v).into_response();
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             res
         }
         Err(e) => e.into_response(),

@@ -49,12 +49,25 @@ fn session_csrf(c: &Current) -> String {
     b64url(sha256(format!("logout:{}", c.key)))
 }
 
-pub async fn get(State(state): State<AppState>, headers: HeaderMap, RawQuery(q): RawQuery) -> Response {
-    logout(state, headers, Params::parse(q.unwrap_or_default().as_bytes())).await
+pub async fn get(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+) -> Response {
+    logout(
+        state,
+        headers,
+        Params::parse(q.unwrap_or_default().as_bytes()),
+    )
+    .await
 }
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let params = if is_form(&headers) { Params::parse(&body) } else { Params::default() };
+    let params = if is_form(&headers) {
+        Params::parse(&body)
+    } else {
+        Params::default()
+    };
     logout(state, headers, params).await
 }
 
@@ -62,15 +75,26 @@ async fn logout(state: AppState, headers: HeaderMap, p: Params) -> Response {
     let locale = Locale::negotiate(p.get("ui_locales"), &headers);
     match decide(&state, &headers, &p, locale).await {
         Ok(r) => r,
-        Err(Bad::Request) => state.pages.error_page(locale, "error.bad_logout", StatusCode::BAD_REQUEST).into_response(),
+        Err(Bad::Request) => state
+            .pages
+            .error_page(locale, "error.bad_logout", StatusCode::BAD_REQUEST)
+            .into_response(),
         Err(Bad::Internal(e)) => {
             tracing::error!(error = %e, "logout failed");
-            state.pages.error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            state
+                .pages
+                .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response()
         }
     }
 }
 
-async fn decide(state: &AppState, headers: &HeaderMap, p: &Params, locale: Locale) -> Result<Response, Bad> {
+async fn decide(
+    state: &AppState,
+    headers: &HeaderMap,
+    p: &Params,
+    locale: Locale,
+) -> Result<Response, Bad> {
     if p.duplicated(&[]).is_some() {
         return Err(Bad::Request);
     }
@@ -78,7 +102,9 @@ async fn decide(state: &AppState, headers: &HeaderMap, p: &Params, locale: Local
     // « Se déconnecter » from our own menu.
     if let Some(csrf) = p.get("csrf_token") {
         return match &current {
-            Some(c) if ct_eq(csrf.as_bytes(), session_csrf(c).as_bytes()) => finish(state, current, None, locale).await,
+            Some(c) if ct_eq(csrf.as_bytes(), session_csrf(c).as_bytes()) => {
+                finish(state, current, None, locale).await
+            }
             _ => confirm_page(state, current.as_ref(), None, locale).await,
         };
     }
@@ -86,7 +112,10 @@ async fn decide(state: &AppState, headers: &HeaderMap, p: &Params, locale: Local
         Some(h) => Some(verified_hint(state, h).ok_or(Bad::Request)?),
         None => None,
     };
-    let client_id = match (hint.as_ref().map(|h| h.client_id.as_str()), p.get("client_id")) {
+    let client_id = match (
+        hint.as_ref().map(|h| h.client_id.as_str()),
+        p.get("client_id"),
+    ) {
         (Some(a), Some(b)) if a != b => return Err(Bad::Request),
         (a, b) => a.or(b),
     };
@@ -105,7 +134,9 @@ async fn decide(state: &AppState, headers: &HeaderMap, p: &Params, locale: Local
             Some(registered.with_params(&params))
         }
     };
-    let hint_matches = hint.as_ref().is_some_and(|h| current.as_ref().is_none_or(|c| c.session.user_id == h.sub));
+    let hint_matches = hint
+        .as_ref()
+        .is_some_and(|h| current.as_ref().is_none_or(|c| c.session.user_id == h.sub));
     if hint_matches {
         finish(state, current, redirect, locale).await
     } else {
@@ -133,14 +164,35 @@ fn verified_hint(state: &AppState, hint: &str) -> Option<Hint> {
     Some(Hint { sub, client_id })
 }
 
-async fn confirm_page(state: &AppState, current: Option<&Current>, redirect: Option<String>, locale: Locale) -> Result<Response, Bad> {
+async fn confirm_page(
+    state: &AppState,
+    current: Option<&Current>,
+    redirect: Option<String>,
+    locale: Locale,
+) -> Result<Response, Bad> {
     let csrf = random_token();
-    let pending = Pending { redirect, session: current.map(|c| token_hash(&c.key)) };
-    state.eph.put_json(&format!("logout:{}", token_hash(&csrf)), &pending, Duration::from_secs(600)).await?;
-    let html = state.pages.render("logout.html", locale, context! { csrf_token => csrf });
+    let pending = Pending {
+        redirect,
+        session: current.map(|c| token_hash(&c.key)),
+    };
+    state
+        .eph
+        .put_json(
+            &format!("logout:{}", token_hash(&csrf)),
+            &pending,
+            Duration::from_secs(600),
+        )
+        .await?;
+    let html = state
+        .pages
+        .render("logout.html", locale, context! { csrf_token => csrf });
     let mut page = Page::ok(html);
     if let Some(r) = &pending.redirect {
-        page = page.allowing_form_target(url::Url::parse(r).map(|u| u.origin().ascii_serialization()).unwrap_or_default());
+        page = page.allowing_form_target(
+            url::Url::parse(r)
+                .map(|u| u.origin().ascii_serialization())
+                .unwrap_or_default(),
+        );
     }
     Ok(page.into_response())
 }
@@ -153,10 +205,18 @@ pub struct ConfirmForm {
     decision: String,
 }
 
-pub async fn confirm(State(state): State<AppState>, headers: HeaderMap, Form(form): Form<ConfirmForm>) -> Response {
+pub async fn confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ConfirmForm>,
+) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let pending: Pending = state.eph.take_json(&format!("logout:{}", token_hash(&form.csrf_token))).await?.ok_or(Bad::Request)?;
+        let pending: Pending = state
+            .eph
+            .take_json(&format!("logout:{}", token_hash(&form.csrf_token)))
+            .await?
+            .ok_or(Bad::Request)?;
         let current = state.current_session(&headers).await?;
         if pending.session != current.as_ref().map(|c| token_hash(&c.key)) {
             return Err(Bad::Request);
@@ -168,23 +228,37 @@ pub async fn confirm(State(state): State<AppState>, headers: HeaderMap, Form(for
     };
     match result.await {
         Ok(r) => r,
-        Err(Bad::Request) => state.pages.error_page(locale, "error.bad_logout", StatusCode::BAD_REQUEST).into_response(),
+        Err(Bad::Request) => state
+            .pages
+            .error_page(locale, "error.bad_logout", StatusCode::BAD_REQUEST)
+            .into_response(),
         Err(Bad::Internal(e)) => {
             tracing::error!(error = %e, "logout failed");
-            state.pages.error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR).into_response()
+            state
+                .pages
+                .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
+                .into_response()
         }
     }
 }
 
 /// Ends the session (if any), clears the cookie, then goes back to the portal or says goodbye.
-async fn finish(state: &AppState, current: Option<Current>, redirect: Option<String>, locale: Locale) -> Result<Response, Bad> {
+async fn finish(
+    state: &AppState,
+    current: Option<Current>,
+    redirect: Option<String>,
+    locale: Locale,
+) -> Result<Response, Bad> {
     if let Some(c) = &current {
         state.end_session(c).await?;
     }
     let mut res = match redirect {
         Some(to) => see_other(&to),
-        None => Page::ok(state.pages.render("logged_out.html", locale, context! {})).into_response(),
+        None => {
+            Page::ok(state.pages.render("logged_out.html", locale, context! {})).into_response()
+        }
     };
-    res.headers_mut().append(header::SET_COOKIE, state.clear_session_cookie());
+    res.headers_mut()
+        .append(header::SET_COOKIE, state.clear_session_cookie());
     Ok(res)
 }

@@ -16,13 +16,18 @@ impl Params {
     /// An `application/x-www-form-urlencoded` body (a charset parameter is fine).
     pub fn from_form(headers: &HeaderMap, body: &[u8]) -> Result<Self, OAuthError> {
         if !is_form(headers) {
-            return Err(OAuthError::invalid_request("expected an application/x-www-form-urlencoded body"));
+            return Err(OAuthError::invalid_request(
+                "expected an application/x-www-form-urlencoded body",
+            ));
         }
         Ok(Self::parse(body))
     }
 
     pub fn get(&self, name: &str) -> Option<&str> {
-        self.0.iter().find(|(k, v)| k == name && !v.is_empty()).map(|(_, v)| v.as_str())
+        self.0
+            .iter()
+            .find(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.as_str())
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -45,7 +50,10 @@ pub fn is_form(headers: &HeaderMap) -> bool {
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("application/x-www-form-urlencoded"))
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
 }
 
 #[cfg(test)]

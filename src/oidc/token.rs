@@ -14,7 +14,10 @@ use serde_json::json;
 
 use super::client_auth::authenticate;
 use super::error::OAuthError;
-use super::grant::{AccessGrant, AuthContext, CodeGrant, RedeemedCode, RefreshGrant, access_key, code_key, redeemed_key};
+use super::grant::{
+    AccessGrant, AuthContext, CodeGrant, RedeemedCode, RefreshGrant, access_key, code_key,
+    redeemed_key,
+};
 use super::id_token::IdTokenInput;
 use super::params::Params;
 use crate::app::AppState;
@@ -42,18 +45,26 @@ pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Byte
     match handle(&state, &headers, &body).await {
         Ok(r) => {
             let mut res = Json(r).into_response();
-            res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-            res.headers_mut().insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+            res.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            res.headers_mut()
+                .insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
             res
         }
         Err(e) => e.into_response(),
     }
 }
 
-async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<TokenResponse, OAuthError> {
+async fn handle(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<TokenResponse, OAuthError> {
     let p = Params::from_form(headers, body)?;
     if let Some(name) = p.duplicated(&[]) {
-        return Err(OAuthError::invalid_request(format!("parameter {name} is repeated")));
+        return Err(OAuthError::invalid_request(format!(
+            "parameter {name} is repeated"
+        )));
     }
     let client = authenticate(state, headers, &p).await?;
     let grant = match p.get("grant_type") {
@@ -64,7 +75,9 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<To
         Some(_) => return Err(OAuthError::unsupported_grant_type("unsupported grant_type")),
     };
     if !client.allows(grant) {
-        return Err(OAuthError::unauthorized_client("this client may not use this grant type"));
+        return Err(OAuthError::unauthorized_client(
+            "this client may not use this grant type",
+        ));
     }
     match grant {
         GrantType::AuthorizationCode => authorization_code(state, &client, &p).await,
@@ -74,47 +87,97 @@ async fn handle(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<To
 }
 
 /// RFC 6749 §4.1.3 with PKCE (RFC 7636 §4.6) and single use (§4.1.2).
-async fn authorization_code(state: &AppState, client: &Client, p: &Params) -> Result<TokenResponse, OAuthError> {
-    let code = p.get("code").ok_or_else(|| OAuthError::invalid_request("code is required"))?;
+async fn authorization_code(
+    state: &AppState,
+    client: &Client,
+    p: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let code = p
+        .get("code")
+        .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
     let Some(grant) = state.eph.take_json::<CodeGrant>(&code_key(code)).await? else {
-        if let Some(redeemed) = state.eph.take_json::<RedeemedCode>(&redeemed_key(code)).await? {
+        if let Some(redeemed) = state
+            .eph
+            .take_json::<RedeemedCode>(&redeemed_key(code))
+            .await?
+        {
             // A replayed code: someone else may hold it. Revoke what it produced.
             state.eph.delete(&access_key(&redeemed.access_hash)).await?;
             if let Some(f) = &redeemed.family {
                 state.revoke_family(f).await?;
             }
-            state.db.audit(AuditEvent { event: "code_replayed", client_id: Some(client.id.as_str()), ..Default::default() }).await?;
+            state
+                .db
+                .audit(AuditEvent {
+                    event: "code_replayed",
+                    client_id: Some(client.id.as_str()),
+                    ..Default::default()
+                })
+                .await?;
             return Err(OAuthError::invalid_grant("authorization code already used"));
         }
-        return Err(OAuthError::invalid_grant("invalid or expired authorization code"));
+        return Err(OAuthError::invalid_grant(
+            "invalid or expired authorization code",
+        ));
     };
     if grant.client_id != client.id.as_str() {
-        return Err(OAuthError::invalid_grant("authorization code was issued to another client"));
+        return Err(OAuthError::invalid_grant(
+            "authorization code was issued to another client",
+        ));
     }
     if p.get("redirect_uri") != Some(grant.redirect_uri.as_str()) {
-        return Err(OAuthError::invalid_grant("redirect_uri does not match the authorization request"));
+        return Err(OAuthError::invalid_grant(
+            "redirect_uri does not match the authorization request",
+        ));
     }
     match (&grant.code_challenge, p.get("code_verifier")) {
         (Some(challenge), Some(verifier)) if challenge.verify(verifier) => {}
         (Some(_), _) => return Err(OAuthError::invalid_grant("PKCE verification failed")),
-        (None, Some(_)) => return Err(OAuthError::invalid_grant("code_verifier given but no code_challenge was")),
+        (None, Some(_)) => {
+            return Err(OAuthError::invalid_grant(
+                "code_verifier given but no code_challenge was",
+            ));
+        }
         (None, None) => {}
     }
     let user = active_user(state, &grant.user_id).await?;
-    let issued = issue(state, client, &user, &grant.scopes, &grant.auth, &grant.claims, grant.nonce.as_deref(), None).await?;
-    let redeemed = RedeemedCode { access_hash: token_hash(&issued.response.access_token), family: issued.family.clone() };
+    let issued = issue(
+        state,
+        client,
+        &user,
+        &grant.scopes,
+        &grant.auth,
+        &grant.claims,
+        grant.nonce.as_deref(),
+        None,
+    )
+    .await?;
+    let redeemed = RedeemedCode {
+        access_hash: token_hash(&issued.response.access_token),
+        family: issued.family.clone(),
+    };
     let ttl = Duration::from_secs(state.settings.tokens.access_token_seconds);
-    state.eph.put_json(&redeemed_key(code), &redeemed, ttl).await?;
+    state
+        .eph
+        .put_json(&redeemed_key(code), &redeemed, ttl)
+        .await?;
     Ok(issued.response)
 }
 
 /// RFC 6749 §6, rotated at each use; a spent token presented again revokes its family (RFC 9700 §4.14.2).
-async fn refresh_token(state: &AppState, client: &Client, p: &Params) -> Result<TokenResponse, OAuthError> {
-    let token = p.get("refresh_token").ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
+async fn refresh_token(
+    state: &AppState,
+    client: &Client,
+    p: &Params,
+) -> Result<TokenResponse, OAuthError> {
+    let token = p
+        .get("refresh_token")
+        .ok_or_else(|| OAuthError::invalid_request("refresh_token is required"))?;
     let hash = token_hash(token);
     let invalid = || OAuthError::invalid_grant("invalid, expired or revoked refresh token");
     let record = state.db.refresh_token(&hash).await?.ok_or_else(invalid)?;
-    if record.client_id != client.id.as_str() || record.revoked || record.expires_at <= state.now() {
+    if record.client_id != client.id.as_str() || record.revoked || record.expires_at <= state.now()
+    {
         return Err(invalid());
     }
     let record = match state.db.spend_refresh_token(&hash).await? {
@@ -123,7 +186,12 @@ async fn refresh_token(state: &AppState, client: &Client, p: &Params) -> Result<
             state.revoke_family(&r.family_id).await?;
             state
                 .db
-                .audit(AuditEvent { event: "refresh_token_replayed", user_id: Some(&r.user_id), client_id: Some(client.id.as_str()), ..Default::default() })
+                .audit(AuditEvent {
+                    event: "refresh_token_replayed",
+                    user_id: Some(&r.user_id),
+                    client_id: Some(client.id.as_str()),
+                    ..Default::default()
+                })
                 .await?;
             return Err(invalid());
         }
@@ -131,39 +199,71 @@ async fn refresh_token(state: &AppState, client: &Client, p: &Params) -> Result<
     };
     let mut grant: RefreshGrant = serde_json::from_str(&record.grant_json)?;
     if let Some(asked) = p.get("scope") {
-        let asked = Scopes::parse(asked).map_err(|_| OAuthError::invalid_scope("malformed scope"))?;
+        let asked =
+            Scopes::parse(asked).map_err(|_| OAuthError::invalid_scope("malformed scope"))?;
         if !asked.is_subset(&grant.scopes) {
-            return Err(OAuthError::invalid_scope("scope exceeds the original grant"));
+            return Err(OAuthError::invalid_scope(
+                "scope exceeds the original grant",
+            ));
         }
         grant.scopes = asked;
     }
     let user = active_user(state, &record.user_id).await?;
-    let issued = issue(state, client, &user, &grant.scopes, &grant.auth, &grant.claims, None, Some(record.family_id)).await?;
+    let issued = issue(
+        state,
+        client,
+        &user,
+        &grant.scopes,
+        &grant.auth,
+        &grant.claims,
+        None,
+        Some(record.family_id),
+    )
+    .await?;
     Ok(issued.response)
 }
 
 /// RFC 6749 §4.4: a portal's own access to an API. With an RFC 8707 `resource`, the token is
 /// an RFC 9068 JWT the API verifies alone; without, an opaque token to introspect.
-async fn client_credentials(state: &AppState, client: &Client, p: &Params) -> Result<TokenResponse, OAuthError> {
+async fn client_credentials(
+    state: &AppState,
+    client: &Client,
+    p: &Params,
+) -> Result<TokenResponse, OAuthError> {
     if client.is_public() {
-        return Err(OAuthError::unauthorized_client("public clients cannot use client_credentials"));
+        return Err(OAuthError::unauthorized_client(
+            "public clients cannot use client_credentials",
+        ));
     }
-    let scopes = Scopes::parse(p.get("scope").unwrap_or("")).map_err(|_| OAuthError::invalid_scope("malformed scope"))?;
-    if let Some(s) = scopes.iter().find(|s| !client.allowed_scopes.iter().any(|a| a == s)) {
-        return Err(OAuthError::invalid_scope(format!("scope {} is not allowed for this client", super::error::ascii(s))));
+    let scopes = Scopes::parse(p.get("scope").unwrap_or(""))
+        .map_err(|_| OAuthError::invalid_scope("malformed scope"))?;
+    if let Some(s) = scopes
+        .iter()
+        .find(|s| !client.allowed_scopes.iter().any(|a| a == s))
+    {
+        return Err(OAuthError::invalid_scope(format!(
+            "scope {} is not allowed for this client",
+            super::error::ascii(s)
+        )));
     }
     let ttl = state.settings.tokens.access_token_seconds;
     let now = state.now();
     let access_token = match p.get("resource") {
         Some(resource) => {
             if !client.resources.iter().any(|r| r == resource) {
-                return Err(OAuthError { error: "invalid_target", ..OAuthError::invalid_request("resource is not allowed for this client") });
+                return Err(OAuthError {
+                    error: "invalid_target",
+                    ..OAuthError::invalid_request("resource is not allowed for this client")
+                });
             }
             let claims = json!({
                 "iss": state.issuer(), "sub": client.id.as_str(), "aud": resource, "client_id": client.id.as_str(),
                 "iat": now, "exp": now + ttl as i64, "jti": random_token(), "scope": scopes.to_string(),
             });
-            state.keys.signer(client.id_token_alg).sign_jwt("at+jwt", &claims)
+            state
+                .keys
+                .signer(client.id_token_alg)
+                .sign_jwt("at+jwt", &claims)
         }
         None => {
             let grant = AccessGrant {
@@ -218,8 +318,17 @@ async fn issue(
         None if client.allows(GrantType::RefreshToken) => Some(uuid::Uuid::new_v4().to_string()),
         None => None,
     };
-    let mut userinfo_claims: BTreeSet<String> = claims::by_scope(scopes).into_iter().map(str::to_owned).collect();
-    userinfo_claims.extend(claims_request.userinfo.iter().filter(|c| claims::supported().contains(&c.as_str())).cloned());
+    let mut userinfo_claims: BTreeSet<String> = claims::by_scope(scopes)
+        .into_iter()
+        .map(str::to_owned)
+        .collect();
+    userinfo_claims.extend(
+        claims_request
+            .userinfo
+            .iter()
+            .filter(|c| claims::supported().contains(&c.as_str()))
+            .cloned(),
+    );
     let grant = AccessGrant {
         client_id: client.id.to_string(),
         user_id: Some(user.id.clone()),
@@ -232,7 +341,12 @@ async fn issue(
     let refresh_token = match &family {
         Some(f) => {
             let offline = scopes.contains("offline_access");
-            let grant = RefreshGrant { scopes: scopes.clone(), auth: auth.clone(), claims: claims_request.clone(), offline };
+            let grant = RefreshGrant {
+                scopes: scopes.clone(),
+                auth: auth.clone(),
+                claims: claims_request.clone(),
+                offline,
+            };
             let token = random_token();
             state
                 .db
@@ -264,14 +378,25 @@ async fn issue(
         })
         .transpose()?;
     Ok(Issued {
-        response: TokenResponse { access_token, token_type: "Bearer", expires_in: ttl, id_token, refresh_token, scope: scopes.to_string() },
+        response: TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: ttl,
+            id_token,
+            refresh_token,
+            scope: scopes.to_string(),
+        },
         family,
     })
 }
 
 impl AppState {
     /// Stores an opaque access token's grant under its hash; returns the token.
-    pub async fn store_access_token(&self, grant: &AccessGrant, family: Option<&str>) -> Result<String, OAuthError> {
+    pub async fn store_access_token(
+        &self,
+        grant: &AccessGrant,
+        family: Option<&str>,
+    ) -> Result<String, OAuthError> {
         let token = random_token();
         let key = access_key(&token_hash(&token));
         let ttl = Duration::from_secs((grant.exp - grant.iat).max(1) as u64);

@@ -26,47 +26,85 @@ enum BearerError {
 impl IntoResponse for BearerError {
     fn into_response(self) -> Response {
         let (status, challenge) = match self {
-            BearerError::Missing => (StatusCode::UNAUTHORIZED, r#"Bearer realm="sesame""#.to_owned()),
-            BearerError::InvalidRequest(d) => {
-                (StatusCode::BAD_REQUEST, format!(r#"Bearer realm="sesame", error="invalid_request", error_description="{d}""#))
+            BearerError::Missing => (
+                StatusCode::UNAUTHORIZED,
+                r#"Bearer realm="sesame""#.to_owned(),
+            ),
+            BearerError::InvalidRequest(d) => (
+                StatusCode::BAD_REQUEST,
+                format!(
+                    r#"Bearer realm="sesame", error="invalid_request", error_description="{d}""#
+                ),
+            ),
+            BearerError::InvalidToken(d) => (
+                StatusCode::UNAUTHORIZED,
+                format!(r#"Bearer realm="sesame", error="invalid_token", error_description="{d}""#),
+            ),
+            BearerError::InsufficientScope => (
+                StatusCode::FORBIDDEN,
+                r#"Bearer realm="sesame", error="insufficient_scope", scope="openid""#.to_owned(),
+            ),
+            BearerError::Internal => {
+                return (
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    Json(serde_json::json!({"error": "server_error"})),
+                )
+                    .into_response();
             }
-            BearerError::InvalidToken(d) => {
-                (StatusCode::UNAUTHORIZED, format!(r#"Bearer realm="sesame", error="invalid_token", error_description="{d}""#))
-            }
-            BearerError::InsufficientScope => {
-                (StatusCode::FORBIDDEN, r#"Bearer realm="sesame", error="insufficient_scope", scope="openid""#.to_owned())
-            }
-            BearerError::Internal => return (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({"error": "server_error"}))).into_response(),
         };
         let mut res = status.into_response();
-        res.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_str(&challenge).expect("ASCII"));
-        res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_str(&challenge).expect("ASCII"),
+        );
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         res
     }
 }
 
 pub async fn get(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    userinfo(&state, &headers, None).await.unwrap_or_else(IntoResponse::into_response)
+    userinfo(&state, &headers, None)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
 pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    let body_token = if is_form(&headers) { Params::parse(&body).get("access_token").map(str::to_owned) } else { None };
-    userinfo(&state, &headers, body_token).await.unwrap_or_else(IntoResponse::into_response)
+    let body_token = if is_form(&headers) {
+        Params::parse(&body).get("access_token").map(str::to_owned)
+    } else {
+        None
+    };
+    userinfo(&state, &headers, body_token)
+        .await
+        .unwrap_or_else(IntoResponse::into_response)
 }
 
-async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<String>) -> Result<Response, BearerError> {
+async fn userinfo(
+    state: &AppState,
+    headers: &HeaderMap,
+    body_token: Option<String>,
+) -> Result<Response, BearerError> {
     let header_token = match headers.get(header::AUTHORIZATION) {
         None => None,
         Some(v) => {
-            let v = v.to_str().map_err(|_| BearerError::InvalidRequest("malformed Authorization header"))?;
+            let v = v
+                .to_str()
+                .map_err(|_| BearerError::InvalidRequest("malformed Authorization header"))?;
             match v.split_once(' ') {
-                Some((scheme, t)) if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() => Some(t.trim().to_owned()),
+                Some((scheme, t))
+                    if scheme.eq_ignore_ascii_case("bearer") && !t.trim().is_empty() =>
+                {
+                    Some(t.trim().to_owned())
+                }
                 _ => return Err(BearerError::InvalidRequest("expected a Bearer token")),
             }
         }
     };
     let token = match (header_token, body_token) {
-        (Some(_), Some(_)) => return Err(BearerError::InvalidRequest("use one way to send the token")),
+        (Some(_), Some(_)) => {
+            return Err(BearerError::InvalidRequest("use one way to send the token"));
+        }
         (Some(t), None) | (None, Some(t)) => t,
         (None, None) => return Err(BearerError::Missing),
     };
@@ -79,8 +117,14 @@ async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<Stri
             BearerError::Internal
         })?
         .filter(|g: &AccessGrant| g.exp > state.now())
-        .ok_or(BearerError::InvalidToken("the access token is invalid or expired"))?;
-    let Some(user_id) = grant.user_id.as_deref().filter(|_| grant.scopes.contains("openid")) else {
+        .ok_or(BearerError::InvalidToken(
+            "the access token is invalid or expired",
+        ))?;
+    let Some(user_id) = grant
+        .user_id
+        .as_deref()
+        .filter(|_| grant.scopes.contains("openid"))
+    else {
         return Err(BearerError::InsufficientScope);
     };
     let user = match state.db.user_by_id(user_id).await {
@@ -93,8 +137,12 @@ async fn userinfo(state: &AppState, headers: &HeaderMap, body_token: Option<Stri
     };
     let mut body = Map::new();
     body.insert("sub".into(), Value::String(user.id.clone()));
-    body.extend(claims::values(&user, grant.userinfo_claims.iter().map(String::as_str)));
+    body.extend(claims::values(
+        &user,
+        grant.userinfo_claims.iter().map(String::as_str),
+    ));
     let mut res = Json(body).into_response();
-    res.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     Ok(res)
 }

@@ -41,10 +41,16 @@ mod tests {
     #[test]
     fn reads_among_several() {
         let mut h = HeaderMap::new();
-        h.insert(header::COOKIE, HeaderValue::from_static("a=1; sesame_session=xyz; b=2"));
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; sesame_session=xyz; b=2"),
+        );
         assert_eq!(get(&h, SESSION), Some("xyz"));
         assert_eq!(get(&h, "c"), None);
         let c = set(SESSION, "v", "/", None, true);
-        assert_eq!(c.to_str().unwrap(), "sesame_session=v; Path=/; HttpOnly; SameSite=Lax; Secure");
+        assert_eq!(
+            c.to_str().unwrap(),
+            "sesame_session=v; Path=/; HttpOnly; SameSite=Lax; Secure"
+        );
     }
 }

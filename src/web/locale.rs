@@ -42,7 +42,9 @@ impl Locale {
         let mut best: Option<(f32, Locale)> = None;
         for part in raw.split(',') {
             let mut it = part.split(';');
-            let Some(loc) = it.next().and_then(Self::from_tag) else { continue };
+            let Some(loc) = it.next().and_then(Self::from_tag) else {
+                continue;
+            };
             let q = it
                 .find_map(|p| p.trim().strip_prefix("q="))
                 .and_then(|q| q.parse::<f32>().ok())
@@ -55,7 +57,10 @@ impl Locale {
     }
 
     pub fn negotiate(ui_locales: Option<&str>, headers: &HeaderMap) -> Self {
-        ui_locales.and_then(Self::from_ui_locales).or_else(|| Self::from_accept_language(headers)).unwrap_or_default()
+        ui_locales
+            .and_then(Self::from_ui_locales)
+            .or_else(|| Self::from_accept_language(headers))
+            .unwrap_or_default()
     }
 }
 
@@ -68,7 +73,10 @@ mod tests {
     fn negotiation() {
         let mut h = HeaderMap::new();
         assert_eq!(Locale::negotiate(None, &h), Locale::Fr);
-        h.insert(header::ACCEPT_LANGUAGE, HeaderValue::from_static("de;q=1, en-GB;q=0.8, fr;q=0.5"));
+        h.insert(
+            header::ACCEPT_LANGUAGE,
+            HeaderValue::from_static("de;q=1, en-GB;q=0.8, fr;q=0.5"),
+        );
         assert_eq!(Locale::negotiate(None, &h), Locale::En);
         assert_eq!(Locale::negotiate(Some("se fr-CA"), &h), Locale::Fr);
         assert_eq!(Locale::negotiate(Some("se"), &h), Locale::En);

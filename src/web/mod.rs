@@ -22,7 +22,11 @@ pub struct Page {
 
 impl Page {
     pub fn ok(html: String) -> Self {
-        Self { status: StatusCode::OK, html, form_targets: Vec::new() }
+        Self {
+            status: StatusCode::OK,
+            html,
+            form_targets: Vec::new(),
+        }
     }
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
@@ -38,14 +42,20 @@ impl Page {
 
 impl IntoResponse for Page {
     fn into_response(self) -> Response {
-        let form_action = std::iter::once("'self'".to_owned()).chain(self.form_targets).collect::<Vec<_>>().join(" ");
+        let form_action = std::iter::once("'self'".to_owned())
+            .chain(self.form_targets)
+            .collect::<Vec<_>>()
+            .join(" ");
         let csp = format!(
             "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {form_action}; \
              frame-ancestors 'none'; base-uri 'none'"
         );
         let mut res = (self.status, self.html).into_response();
         let h = res.headers_mut();
-        h.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+        h.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/html; charset=utf-8"),
+        );
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         if let Ok(v) = HeaderValue::from_str(&csp) {
             h.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -57,7 +67,11 @@ impl IntoResponse for Page {
 impl Templates {
     /// An error page for a person: localised message, never a stack trace or an internal id.
     pub fn error_page(&self, locale: Locale, key: &str, status: StatusCode) -> Page {
-        let html = self.render("error.html", locale, minijinja::context! { error => templates::text(locale, key) });
+        let html = self.render(
+            "error.html",
+            locale,
+            minijinja::context! { error => templates::text(locale, key) },
+        );
         Page::ok(html).with_status(status)
     }
 }

@@ -12,11 +12,26 @@ use crate::config::Branding;
 
 const PAGES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/pages/base.html")),
-    ("login.html", include_str!("../../templates/pages/login.html")),
-    ("consent.html", include_str!("../../templates/pages/consent.html")),
-    ("error.html", include_str!("../../templates/pages/error.html")),
-    ("logout.html", include_str!("../../templates/pages/logout.html")),
-    ("logged_out.html", include_str!("../../templates/pages/logged_out.html")),
+    (
+        "login.html",
+        include_str!("../../templates/pages/login.html"),
+    ),
+    (
+        "consent.html",
+        include_str!("../../templates/pages/consent.html"),
+    ),
+    (
+        "error.html",
+        include_str!("../../templates/pages/error.html"),
+    ),
+    (
+        "logout.html",
+        include_str!("../../templates/pages/logout.html"),
+    ),
+    (
+        "logged_out.html",
+        include_str!("../../templates/pages/logged_out.html"),
+    ),
     ("home.html", include_str!("../../templates/pages/home.html")),
 ];
 
@@ -25,16 +40,28 @@ pub const CSS: &str = include_str!("../../templates/static/sesame.css");
 type Strings = HashMap<Locale, HashMap<String, String>>;
 
 static STRINGS: LazyLock<Strings> = LazyLock::new(|| {
-    let parse = |src: &str| -> HashMap<String, String> { toml::from_str(src).expect("locale files are valid TOML") };
+    let parse = |src: &str| -> HashMap<String, String> {
+        toml::from_str(src).expect("locale files are valid TOML")
+    };
     HashMap::from([
-        (Locale::Fr, parse(include_str!("../../templates/locales/fr.toml"))),
-        (Locale::En, parse(include_str!("../../templates/locales/en.toml"))),
+        (
+            Locale::Fr,
+            parse(include_str!("../../templates/locales/fr.toml")),
+        ),
+        (
+            Locale::En,
+            parse(include_str!("../../templates/locales/en.toml")),
+        ),
     ])
 });
 
 /// One localised string; a missing key shows as itself (a test keeps both files complete).
 pub fn text(locale: Locale, key: &str) -> String {
-    STRINGS.get(&locale).and_then(|m| m.get(key)).cloned().unwrap_or_else(|| key.to_owned())
+    STRINGS
+        .get(&locale)
+        .and_then(|m| m.get(key))
+        .cloned()
+        .unwrap_or_else(|| key.to_owned())
 }
 
 #[derive(Clone)]
@@ -47,9 +74,13 @@ impl Templates {
         let mut env = Environment::new();
         env.set_auto_escape_callback(minijinja::default_auto_escape_callback);
         for (name, src) in PAGES {
-            env.add_template(name, src).expect("embedded templates compile");
+            env.add_template(name, src)
+                .expect("embedded templates compile");
         }
-        env.add_global("brand", Value::from(minijinja::value::Serde(branding.clone())));
+        env.add_global(
+            "brand",
+            Value::from(minijinja::value::Serde(branding.clone())),
+        );
         env.add_function("t", |state: &State, key: &str| -> String {
             let locale = match state.lookup("locale").as_ref().and_then(|v| v.as_str()) {
                 Some("en") => Locale::En,
@@ -68,7 +99,8 @@ impl Templates {
             Ok(html) => html,
             Err(e) => {
                 tracing::error!(template = name, error = %e, "template rendering failed");
-                "<!doctype html><title>Erreur</title><p>Erreur interne / Internal error</p>".to_owned()
+                "<!doctype html><title>Erreur</title><p>Erreur interne / Internal error</p>"
+                    .to_owned()
             }
         }
     }
@@ -89,7 +121,11 @@ mod tests {
     fn every_template_renders_and_escapes() {
         let t = Templates::new(&Branding::default());
         for (name, _) in PAGES {
-            let html = t.render(name, Locale::Fr, context! { error => "<script>", username => "<b>" });
+            let html = t.render(
+                name,
+                Locale::Fr,
+                context! { error => "<script>", username => "<b>" },
+            );
             assert!(!html.contains("<script>"), "{name} must escape");
             assert!(!html.contains("Internal error"), "{name} failed to render");
         }

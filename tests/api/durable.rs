@@ -10,7 +10,13 @@ use crate::helpers::{Backend, ClientSpec, TestApp};
 async fn accounts_are_unique_and_read_back(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let u = app.create_user("jdupont").await;
-    let by_name = app.state.db.user_by_username(&Username::parse("JDupont").unwrap()).await.unwrap().unwrap();
+    let by_name = app
+        .state
+        .db
+        .user_by_username(&Username::parse("JDupont").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(by_name.id, u.id);
     assert_eq!(by_name.email.as_str(), "jdupont@example.fr");
     assert!(!by_name.disabled && !by_name.password_temporary);
@@ -36,14 +42,44 @@ async fn clients_round_trip_and_deletion_cascades(backend: Backend) {
     spec.allowed_scopes = vec!["api:read".into()];
     let secret = app.create_client(spec).await.unwrap();
     let c = app.state.db.client("portail:santé").await.unwrap().unwrap();
-    assert_eq!(c.secret_hash.as_deref(), Some(sesame::crypto::token_hash(&secret).as_str()), "only the hash is kept");
+    assert_eq!(
+        c.secret_hash.as_deref(),
+        Some(sesame::crypto::token_hash(&secret).as_str()),
+        "only the hash is kept"
+    );
     assert_eq!(c.allowed_scopes, vec!["api:read".to_string()]);
     let scopes = Scopes::parse("openid email").unwrap();
-    app.state.db.grant_consent(&user.id, "portail:santé", &scopes).await.unwrap();
-    assert_eq!(app.state.db.consent(&user.id, "portail:santé").await.unwrap(), Some(scopes));
+    app.state
+        .db
+        .grant_consent(&user.id, "portail:santé", &scopes)
+        .await
+        .unwrap();
+    assert_eq!(
+        app.state
+            .db
+            .consent(&user.id, "portail:santé")
+            .await
+            .unwrap(),
+        Some(scopes)
+    );
     assert!(app.state.db.delete_client("portail:santé").await.unwrap());
-    assert!(app.state.db.client("portail:santé").await.unwrap().is_none());
-    assert_eq!(app.state.db.consent(&user.id, "portail:santé").await.unwrap(), None, "consents go with the client");
+    assert!(
+        app.state
+            .db
+            .client("portail:santé")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        app.state
+            .db
+            .consent(&user.id, "portail:santé")
+            .await
+            .unwrap(),
+        None,
+        "consents go with the client"
+    );
     assert!(!app.state.db.delete_client("portail:santé").await.unwrap());
 }
 
@@ -60,13 +96,30 @@ async fn refresh_tokens_spend_once_and_replay_revokes_the_family(backend: Backen
         grant_json: "{}",
         expires_at: i64::MAX / 2,
     };
-    app.state.db.store_refresh_token(store("rt1")).await.unwrap();
-    app.state.db.store_refresh_token(store("rt2")).await.unwrap();
-    assert!(matches!(app.state.db.spend_refresh_token("rt1").await.unwrap(), Spend::Spent(_)));
-    assert!(matches!(app.state.db.spend_refresh_token("rt1").await.unwrap(), Spend::Replayed(_)));
+    app.state
+        .db
+        .store_refresh_token(store("rt1"))
+        .await
+        .unwrap();
+    app.state
+        .db
+        .store_refresh_token(store("rt2"))
+        .await
+        .unwrap();
+    assert!(matches!(
+        app.state.db.spend_refresh_token("rt1").await.unwrap(),
+        Spend::Spent(_)
+    ));
+    assert!(matches!(
+        app.state.db.spend_refresh_token("rt1").await.unwrap(),
+        Spend::Replayed(_)
+    ));
     let rt2 = app.state.db.refresh_token("rt2").await.unwrap().unwrap();
     assert!(rt2.revoked, "the family is revoked after a replay");
-    assert!(matches!(app.state.db.spend_refresh_token("nope").await.unwrap(), Spend::Unknown));
+    assert!(matches!(
+        app.state.db.spend_refresh_token("nope").await.unwrap(),
+        Spend::Unknown
+    ));
 }
 
 async fn concurrent_spends_have_one_winner(backend: Backend) {
@@ -89,7 +142,9 @@ async fn concurrent_spends_have_one_winner(backend: Backend) {
     let tasks: Vec<_> = (0..6)
         .map(|_| {
             let db = app.state.db.clone();
-            tokio::spawn(async move { matches!(db.spend_refresh_token("rt").await.unwrap(), Spend::Spent(_)) })
+            tokio::spawn(async move {
+                matches!(db.spend_refresh_token("rt").await.unwrap(), Spend::Spent(_))
+            })
         })
         .collect();
     let mut winners = 0;
@@ -103,7 +158,11 @@ async fn audit_rows_are_written(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.state
         .db
-        .audit(sesame::store::db::audit::AuditEvent { event: "key_rotated", ip: Some("127.0.0.1".into()), ..Default::default() })
+        .audit(sesame::store::db::audit::AuditEvent {
+            event: "key_rotated",
+            ip: Some("127.0.0.1".into()),
+            ..Default::default()
+        })
         .await
         .unwrap();
     let rows = app.state.db.recent_audit(5).await.unwrap();

@@ -9,7 +9,9 @@ use crate::helpers::{Backend, REDIS};
 async fn store(backend: &Backend) -> Ephemeral {
     match backend {
         Backend::Embedded => Ephemeral::memory(),
-        Backend::External { redis_prefix, .. } => Ephemeral::redis(&[REDIS.into()], redis_prefix).await.unwrap(),
+        Backend::External { redis_prefix, .. } => Ephemeral::redis(&[REDIS.into()], redis_prefix)
+            .await
+            .unwrap(),
     }
 }
 
@@ -21,8 +23,14 @@ async fn put_get_and_expiry(backend: Backend) {
     s.put("k", "v1", LONG).await.unwrap();
     assert_eq!(s.get("k").await.unwrap().as_deref(), Some("v1"));
     s.put("k", "v2", LONG).await.unwrap();
-    assert_eq!(s.get("k").await.unwrap().as_deref(), Some("v2"), "put replaces");
-    s.put("short", "x", Duration::from_millis(150)).await.unwrap();
+    assert_eq!(
+        s.get("k").await.unwrap().as_deref(),
+        Some("v2"),
+        "put replaces"
+    );
+    s.put("short", "x", Duration::from_millis(150))
+        .await
+        .unwrap();
     assert!(s.get("short").await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(400)).await;
     assert_eq!(s.get("short").await.unwrap(), None, "expired");
@@ -33,7 +41,12 @@ async fn put_get_and_expiry(backend: Backend) {
 async fn take_is_single_use_even_concurrently(backend: Backend) {
     let s = store(&backend).await;
     s.put("code", "grant", LONG).await.unwrap();
-    let takers: Vec<_> = (0..8).map(|_| { let s = s.clone(); tokio::spawn(async move { s.take("code").await.unwrap() }) }).collect();
+    let takers: Vec<_> = (0..8)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move { s.take("code").await.unwrap() })
+        })
+        .collect();
     let mut won = 0;
     for t in takers {
         if t.await.unwrap().is_some() {
@@ -49,18 +62,30 @@ async fn put_if_absent_keeps_the_first(backend: Backend) {
     assert!(s.put_if_absent("once", "a", LONG).await.unwrap());
     assert!(!s.put_if_absent("once", "b", LONG).await.unwrap());
     assert_eq!(s.get("once").await.unwrap().as_deref(), Some("a"));
-    s.put_if_absent("brief", "a", Duration::from_millis(100)).await.unwrap();
+    s.put_if_absent("brief", "a", Duration::from_millis(100))
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert!(s.put_if_absent("brief", "b", LONG).await.unwrap(), "free again after expiry");
+    assert!(
+        s.put_if_absent("brief", "b", LONG).await.unwrap(),
+        "free again after expiry"
+    );
 }
 
 async fn counters_count_within_their_window(backend: Backend) {
     let s = store(&backend).await;
     for expected in 1..=5 {
-        assert_eq!(s.incr("fails", Duration::from_millis(300)).await.unwrap(), expected);
+        assert_eq!(
+            s.incr("fails", Duration::from_millis(300)).await.unwrap(),
+            expected
+        );
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(s.incr("fails", Duration::from_millis(300)).await.unwrap(), 1, "a new window");
+    assert_eq!(
+        s.incr("fails", Duration::from_millis(300)).await.unwrap(),
+        1,
+        "a new window"
+    );
 }
 
 async fn delete_by_owner(backend: Backend) {
@@ -72,21 +97,33 @@ async fn delete_by_owner(backend: Backend) {
     s.put("other", "v", LONG).await.unwrap();
     s.own("user:7", "other", LONG).await.unwrap();
     s.delete("s3").await.unwrap();
-    assert_eq!(s.delete_owner("user:42").await.unwrap(), 2, "the two still there");
+    assert_eq!(
+        s.delete_owner("user:42").await.unwrap(),
+        2,
+        "the two still there"
+    );
     for k in ["s1", "s2"] {
         assert_eq!(s.get(k).await.unwrap(), None);
     }
-    assert!(s.get("other").await.unwrap().is_some(), "other owners untouched");
+    assert!(
+        s.get("other").await.unwrap().is_some(),
+        "other owners untouched"
+    );
     assert_eq!(s.delete_owner("user:42").await.unwrap(), 0);
 }
 
 async fn json_records_round_trip(backend: Backend) {
     let s = store(&backend).await;
-    s.put_json("rec", &serde_json::json!({"a": [1, 2]}), LONG).await.unwrap();
+    s.put_json("rec", &serde_json::json!({"a": [1, 2]}), LONG)
+        .await
+        .unwrap();
     let v: serde_json::Value = s.take_json("rec").await.unwrap().unwrap();
     assert_eq!(v["a"][1], 2);
     s.put("bad", "not json", LONG).await.unwrap();
-    assert!(s.get_json::<serde_json::Value>("bad").await.is_err(), "corrupt data is an error, not a panic");
+    assert!(
+        s.get_json::<serde_json::Value>("bad").await.is_err(),
+        "corrupt data is an error, not a panic"
+    );
     s.ping().await.unwrap();
 }
 
@@ -101,15 +138,24 @@ crate::both_backends!(
 
 #[tokio::test]
 async fn prefixes_keep_deployments_apart() {
-    let Some(Backend::External { redis_prefix, .. }) = Backend::external().await else { return };
-    let a = Ephemeral::redis(&[REDIS.into()], &redis_prefix).await.unwrap();
-    let b = Ephemeral::redis(&[REDIS.into()], &format!("{redis_prefix}other:")).await.unwrap();
+    let Some(Backend::External { redis_prefix, .. }) = Backend::external().await else {
+        return;
+    };
+    let a = Ephemeral::redis(&[REDIS.into()], &redis_prefix)
+        .await
+        .unwrap();
+    let b = Ephemeral::redis(&[REDIS.into()], &format!("{redis_prefix}other:"))
+        .await
+        .unwrap();
     a.put("k", "a", LONG).await.unwrap();
     assert_eq!(b.get("k").await.unwrap(), None);
 }
 
 #[tokio::test]
 async fn an_unreachable_redis_is_a_clear_error() {
-    let err = Ephemeral::redis(&["redis://127.0.0.1:1".into()], "x:").await.err().expect("must fail");
+    let err = Ephemeral::redis(&["redis://127.0.0.1:1".into()], "x:")
+        .await
+        .err()
+        .expect("must fail");
     assert!(err.to_string().contains("unavailable"), "{err}");
 }

@@ -2,7 +2,6 @@
 //! as a browser (reqwest with a cookie jar, no automatic redirects) and as a portal (the
 //! openidconnect crate).
 
-use std::net::SocketAddr;
 use std::sync::OnceLock;
 
 use reqwest::redirect::Policy;
@@ -12,7 +11,9 @@ use sesame::crypto::{random_token, token_hash};
 use sesame::demo::{PortalClient, discover_client};
 use sesame::domain::client::NewClient;
 use sesame::domain::user::User;
-use sesame::domain::{ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username};
+use sesame::domain::{
+    ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username,
+};
 use sesame::server::Server;
 use sesame::store::db::users::NewUser;
 use tokio::sync::oneshot;
@@ -27,7 +28,10 @@ pub enum Backend {
     /// SQLite file + in-memory ephemeral store: the defaults.
     Embedded,
     /// A fresh PostgreSQL database + Redis under a fresh key prefix.
-    External { database_url: String, redis_prefix: String },
+    External {
+        database_url: String,
+        redis_prefix: String,
+    },
 }
 
 fn ci() -> bool {
@@ -48,12 +52,19 @@ impl Backend {
             }
         };
         if !up {
-            assert!(!ci(), "CI=true but PostgreSQL ({PG_ADMIN}) or Redis ({REDIS}) is not reachable");
-            eprintln!("skipped: PostgreSQL or Redis not reachable (set CI=true to make this a failure)");
+            assert!(
+                !ci(),
+                "CI=true but PostgreSQL ({PG_ADMIN}) or Redis ({REDIS}) is not reachable"
+            );
+            eprintln!(
+                "skipped: PostgreSQL or Redis not reachable (set CI=true to make this a failure)"
+            );
             return None;
         }
         let name = format!("sesame_t_{}", uuid::Uuid::new_v4().simple());
-        admin_exec(&format!("CREATE DATABASE {name}")).await.expect("CREATE DATABASE");
+        admin_exec(&format!("CREATE DATABASE {name}"))
+            .await
+            .expect("CREATE DATABASE");
         Some(Backend::External {
             database_url: format!("postgres://postgres@127.0.0.1:5432/{name}"),
             redis_prefix: format!("t{}:", uuid::Uuid::new_v4().simple()),
@@ -61,12 +72,17 @@ impl Backend {
     }
 
     pub fn settings(&self, dir: &std::path::Path) -> Settings {
-        let mut s = Settings::default();
-        s.keys_dir = dir.join("keys");
+        let mut s = Settings {
+            keys_dir: dir.join("keys"),
+            ..Default::default()
+        };
         s.mail.outbox_dir = dir.join("outbox");
         match self {
             Backend::Embedded => s.database_url = format!("sqlite://{}/sesame.db", dir.display()),
-            Backend::External { database_url, redis_prefix } => {
+            Backend::External {
+                database_url,
+                redis_prefix,
+            } => {
                 s.database_url = database_url.clone();
                 s.redis_url = Some(RedisUrls::One(REDIS.into()));
                 s.redis_prefix = redis_prefix.clone();
@@ -78,7 +94,9 @@ impl Backend {
 
 async fn probe() -> bool {
     let pg = admin_exec("SELECT 1").await.is_ok();
-    let redis = sesame::store::Ephemeral::redis(&[REDIS.into()], "probe:").await.is_ok();
+    let redis = sesame::store::Ephemeral::redis(&[REDIS.into()], "probe:")
+        .await
+        .is_ok();
     pg && redis
 }
 
@@ -86,7 +104,9 @@ async fn admin_exec(sql: &str) -> Result<(), sqlx::Error> {
     use sqlx::Connection;
     sqlx::any::install_default_drivers();
     let mut conn = sqlx::AnyConnection::connect(PG_ADMIN).await?;
-    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned())).execute(&mut conn).await?;
+    sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .execute(&mut conn)
+        .await?;
     conn.close().await
 }
 
@@ -116,11 +136,8 @@ macro_rules! both_backends {
 }
 
 pub struct TestApp {
-    pub addr: SocketAddr,
     pub issuer: String,
     pub state: AppState,
-    pub settings: Settings,
-    pub backend: Backend,
     /// A plain HTTP client: no cookies, no redirects followed.
     pub http: reqwest::Client,
     pub dir: std::sync::Arc<tempfile::TempDir>,
@@ -143,25 +160,29 @@ impl TestApp {
         dir: std::sync::Arc<tempfile::TempDir>,
         tweak: impl FnOnce(&mut Settings),
     ) -> Self {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let addr = listener.local_addr().unwrap();
         let mut settings = backend.settings(dir.path());
         settings.issuer = format!("http://{addr}");
         settings.listen = addr;
         tweak(&mut settings);
-        let server = Server::with_listener(settings.clone(), listener).await.expect("server starts");
+        let server = Server::with_listener(settings.clone(), listener)
+            .await
+            .expect("server starts");
         let state = server.state().clone();
         let (stop, stopped) = oneshot::channel::<()>();
         tokio::spawn(server.run_until(async {
             let _ = stopped.await;
         }));
         Self {
-            addr,
             issuer: settings.issuer.clone(),
             state,
-            settings,
-            backend,
-            http: reqwest::Client::builder().redirect(Policy::none()).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .build()
+                .unwrap(),
             dir,
             _stop: stop,
         }
@@ -173,7 +194,11 @@ impl TestApp {
 
     pub fn browser(&self) -> Browser {
         Browser {
-            http: reqwest::Client::builder().redirect(Policy::none()).cookie_store(true).build().unwrap(),
+            http: reqwest::Client::builder()
+                .redirect(Policy::none())
+                .cookie_store(true)
+                .build()
+                .unwrap(),
             issuer: self.issuer.clone(),
         }
     }
@@ -196,12 +221,19 @@ impl TestApp {
 
     /// Registers a portal; returns its secret (None for a public client).
     pub async fn create_client(&self, spec: ClientSpec) -> Option<String> {
-        let uris = |v: &[String]| v.iter().map(|u| RedirectUri::parse(u).unwrap()).collect::<Vec<_>>();
+        let uris = |v: &[String]| {
+            v.iter()
+                .map(|u| RedirectUri::parse(u).unwrap())
+                .collect::<Vec<_>>()
+        };
         let new = NewClient {
             id: ClientId::parse(&spec.id).unwrap(),
             redirect_uris: uris(&spec.redirect_uris),
             post_logout_redirect_uris: uris(&spec.post_logout_redirect_uris),
-            backchannel_logout_uri: spec.backchannel_logout_uri.as_deref().map(|u| RedirectUri::parse(u).unwrap()),
+            backchannel_logout_uri: spec
+                .backchannel_logout_uri
+                .as_deref()
+                .map(|u| RedirectUri::parse(u).unwrap()),
             auth_method: spec.auth_method,
             grants: spec.grants.clone(),
             first_party: spec.first_party,
@@ -212,17 +244,35 @@ impl TestApp {
         };
         new.validate().unwrap();
         let secret = (spec.auth_method != TokenAuthMethod::None).then(random_token);
-        self.state.db.create_client(&new, secret.as_deref().map(token_hash).as_deref()).await.unwrap();
+        self.state
+            .db
+            .create_client(&new, secret.as_deref().map(token_hash).as_deref())
+            .await
+            .unwrap();
         secret
     }
 
     /// The portal's openidconnect client, from discovery.
-    pub async fn portal(&self, client_id: &str, secret: Option<&str>, redirect_uri: &str) -> PortalClient {
-        discover_client(&self.http, &self.issuer, client_id, secret, redirect_uri).await.unwrap()
+    pub async fn portal(
+        &self,
+        client_id: &str,
+        secret: Option<&str>,
+        redirect_uri: &str,
+    ) -> PortalClient {
+        discover_client(&self.http, &self.issuer, client_id, secret, redirect_uri)
+            .await
+            .unwrap()
     }
 
     pub async fn audit_events(&self) -> Vec<String> {
-        self.state.db.recent_audit(100).await.unwrap().into_iter().map(|r| r.event).collect()
+        self.state
+            .db
+            .recent_audit(100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| r.event)
+            .collect()
     }
 }
 
@@ -274,16 +324,25 @@ pub struct Form {
 }
 
 pub fn unescape(s: &str) -> String {
-    s.replace("&#x2f;", "/").replace("&#x27;", "'").replace("&quot;", "\"").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
+    s.replace("&#x2f;", "/")
+        .replace("&#x27;", "'")
+        .replace("&quot;", "\"")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&")
 }
 
 /// The forms of an HTML page, in order (a few regexes suffice for our own pages).
 pub fn forms(html: &str) -> Vec<Form> {
-    html.split("<form").skip(1)
+    html.split("<form")
+        .skip(1)
         .map(|f| {
             let f = f.split("</form>").next().unwrap_or("");
             let attr = |tag: &str, name: &str| {
-                tag.split(&format!("{name}=\"")).nth(1).and_then(|r| r.split('"').next()).map(unescape)
+                tag.split(&format!("{name}=\""))
+                    .nth(1)
+                    .and_then(|r| r.split('"').next())
+                    .map(unescape)
             };
             let action = attr(f, "action").unwrap_or_default();
             let hidden = f
@@ -298,17 +357,28 @@ pub fn forms(html: &str) -> Vec<Form> {
 }
 
 pub fn location(res: &reqwest::Response) -> String {
-    res.headers().get("location").map(|v| v.to_str().unwrap().to_owned()).unwrap_or_default()
+    res.headers()
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
 }
 
 /// The query parameters of a URL.
 pub fn query(url: &str) -> std::collections::HashMap<String, String> {
-    url::Url::parse(url).unwrap().query_pairs().into_owned().collect()
+    url::Url::parse(url)
+        .unwrap()
+        .query_pairs()
+        .into_owned()
+        .collect()
 }
 
 impl Browser {
     pub fn abs(&self, url: &str) -> String {
-        if url.starts_with('/') { format!("{}{url}", self.issuer) } else { url.to_owned() }
+        if url.starts_with('/') {
+            format!("{}{url}", self.issuer)
+        } else {
+            url.to_owned()
+        }
     }
 
     pub async fn get(&self, url: &str) -> reqwest::Response {
@@ -316,26 +386,49 @@ impl Browser {
     }
 
     pub async fn post(&self, url: &str, form: &[(String, String)]) -> reqwest::Response {
-        self.http.post(self.abs(url)).form(form).send().await.unwrap()
+        self.http
+            .post(self.abs(url))
+            .form(form)
+            .send()
+            .await
+            .unwrap()
     }
 
     /// Submits the page's form number `index` with extra fields.
-    pub async fn submit(&self, html: &str, index: usize, fields: &[(&str, &str)]) -> reqwest::Response {
-        let f = forms(html).into_iter().nth(index).expect("form on the page");
+    pub async fn submit(
+        &self,
+        html: &str,
+        index: usize,
+        fields: &[(&str, &str)],
+    ) -> reqwest::Response {
+        let f = forms(html)
+            .into_iter()
+            .nth(index)
+            .expect("form on the page");
         let mut all = f.hidden.clone();
         all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.post(&f.action, &all).await
     }
 
     /// Authorize → sign-in page → credentials; returns the response to the credentials POST.
-    pub async fn sign_in(&self, authorize_url: &str, username: &str, password: &str) -> reqwest::Response {
+    pub async fn sign_in(
+        &self,
+        authorize_url: &str,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
         let res = self.get(authorize_url).await;
-        assert_eq!(res.status(), 303, "authorize should send the browser to the sign-in page");
+        assert_eq!(
+            res.status(),
+            303,
+            "authorize should send the browser to the sign-in page"
+        );
         let page = self.get(&location(&res)).await;
         assert_eq!(page.status(), 200);
         let html = page.text().await.unwrap();
         assert!(html.contains("name=\"password\""), "a sign-in form");
-        self.submit(&html, 0, &[("username", username), ("password", password)]).await
+        self.submit(&html, 0, &[("username", username), ("password", password)])
+            .await
     }
 }
 
@@ -367,6 +460,13 @@ pub fn auth_request(issuer: &str, client_id: &str, extra: &[(&str, &str)]) -> Au
             params.push((k, v));
         }
     }
-    let q = url::form_urlencoded::Serializer::new(String::new()).extend_pairs(params).finish();
-    AuthRequest { url: format!("{issuer}/authorize?{q}"), state, nonce, verifier }
+    let q = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish();
+    AuthRequest {
+        url: format!("{issuer}/authorize?{q}"),
+        state,
+        nonce,
+        verifier,
+    }
 }

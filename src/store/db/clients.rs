@@ -1,7 +1,7 @@
 //! Registered portals.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Db, DbError, flag, now};
 use crate::domain::client::NewClient;
@@ -20,8 +20,15 @@ pub enum CreateClientError {
 
 impl Db {
     /// Stores a client; `secret_hash` is `None` for a public client.
-    pub async fn create_client(&self, new: &NewClient, secret_hash: Option<&str>) -> Result<Client, CreateClientError> {
-        let uris = |v: &[RedirectUri]| serde_json::to_string(&v.iter().map(RedirectUri::as_str).collect::<Vec<_>>()).expect("json");
+    pub async fn create_client(
+        &self,
+        new: &NewClient,
+        secret_hash: Option<&str>,
+    ) -> Result<Client, CreateClientError> {
+        let uris = |v: &[RedirectUri]| {
+            serde_json::to_string(&v.iter().map(RedirectUri::as_str).collect::<Vec<_>>())
+                .expect("json")
+        };
         let grants: Vec<&str> = new.grants.iter().map(|g| g.as_str()).collect();
         let t = now();
         let done = sqlx::query(AssertSqlSafe(format!(
@@ -50,34 +57,47 @@ impl Db {
     }
 
     pub async fn client(&self, client_id: &str) -> Result<Option<Client>, DbError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients WHERE client_id = $1")))
-            .bind(client_id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM clients WHERE client_id = $1"
+        )))
+        .bind(client_id)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| client_from_row(&r)).transpose()
     }
 
     pub async fn clients(&self) -> Result<Vec<Client>, DbError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM clients ORDER BY client_id")))
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM clients ORDER BY client_id"
+        )))
+        .fetch_all(self.pool())
+        .await?;
         rows.iter().map(client_from_row).collect()
     }
 
     /// True if a client was deleted; its consents and refresh tokens go with it.
     pub async fn delete_client(&self, client_id: &str) -> Result<bool, DbError> {
-        let done = sqlx::query("DELETE FROM clients WHERE client_id = $1").bind(client_id).execute(self.pool()).await?;
+        let done = sqlx::query("DELETE FROM clients WHERE client_id = $1")
+            .bind(client_id)
+            .execute(self.pool())
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }
 
 fn client_from_row(r: &AnyRow) -> Result<Client, DbError> {
-    let corrupt = |reason: String| DbError::Corrupt { table: "clients", reason };
+    let corrupt = |reason: String| DbError::Corrupt {
+        table: "clients",
+        reason,
+    };
     let json_list = |col: &str| -> Result<Vec<String>, DbError> {
         serde_json::from_str(&r.try_get::<String, _>(col)?).map_err(|e| corrupt(e.to_string()))
     };
     let uris = |col: &str| -> Result<Vec<RedirectUri>, DbError> {
-        json_list(col)?.iter().map(|u| RedirectUri::parse(u).map_err(corrupt)).collect()
+        json_list(col)?
+            .iter()
+            .map(|u| RedirectUri::parse(u).map_err(corrupt))
+            .collect()
     };
     Ok(Client {
         id: ClientId::parse(&r.try_get::<String, _>("client_id")?).map_err(corrupt)?,
@@ -88,11 +108,20 @@ fn client_from_row(r: &AnyRow) -> Result<Client, DbError> {
             .try_get::<Option<String>, _>("backchannel_logout_uri")?
             .map(|u| RedirectUri::parse(&u).map_err(corrupt))
             .transpose()?,
-        auth_method: r.try_get::<String, _>("auth_method")?.parse().map_err(corrupt)?,
-        grants: json_list("grants")?.iter().map(|g| g.parse().map_err(corrupt)).collect::<Result<_, _>>()?,
+        auth_method: r
+            .try_get::<String, _>("auth_method")?
+            .parse()
+            .map_err(corrupt)?,
+        grants: json_list("grants")?
+            .iter()
+            .map(|g| g.parse().map_err(corrupt))
+            .collect::<Result<_, _>>()?,
         first_party: r.try_get::<i64, _>("first_party")? != 0,
         sensitive: r.try_get::<i64, _>("sensitive")? != 0,
-        id_token_alg: r.try_get::<String, _>("id_token_alg")?.parse().map_err(corrupt)?,
+        id_token_alg: r
+            .try_get::<String, _>("id_token_alg")?
+            .parse()
+            .map_err(corrupt)?,
         created_at: r.try_get("created_at")?,
         allowed_scopes: json_list("allowed_scopes")?,
         resources: json_list("resources")?,

@@ -14,13 +14,21 @@ impl Db {
             .await?;
         row.map(|r| {
             let s: String = r.try_get("scopes")?;
-            Scopes::parse(&s).map_err(|reason| DbError::Corrupt { table: "consents", reason })
+            Scopes::parse(&s).map_err(|reason| DbError::Corrupt {
+                table: "consents",
+                reason,
+            })
         })
         .transpose()
     }
 
     /// Records a grant; later grants widen the remembered set.
-    pub async fn grant_consent(&self, user_id: &str, client_id: &str, scopes: &Scopes) -> Result<(), DbError> {
+    pub async fn grant_consent(
+        &self,
+        user_id: &str,
+        client_id: &str,
+        scopes: &Scopes,
+    ) -> Result<(), DbError> {
         sqlx::query(
             "INSERT INTO consents (user_id, client_id, scopes, granted_at) VALUES ($1, $2, $3, $4) \
              ON CONFLICT (user_id, client_id) DO UPDATE SET scopes = excluded.scopes, granted_at = excluded.granted_at",

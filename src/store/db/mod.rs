@@ -25,7 +25,10 @@ pub enum DbError {
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create {path}: {source}")]
-    CreateDir { path: String, source: std::io::Error },
+    CreateDir {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
 }
@@ -46,14 +49,20 @@ impl Db {
     /// Connects (creating the SQLite file and its folder if missing) without migrating.
     pub async fn connect(url: &str) -> Result<Self, DbError> {
         install_default_drivers();
-        let backend = if url.starts_with("sqlite:") { Backend::Sqlite } else { Backend::Postgres };
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else {
+            Backend::Postgres
+        };
         let mut options = AnyPoolOptions::new().acquire_timeout(Duration::from_secs(5));
         let url = match backend {
             Backend::Sqlite => {
                 let (url, path) = sqlite_url(url);
                 if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(dir)
-                        .map_err(|source| DbError::CreateDir { path: dir.display().to_string(), source })?;
+                    std::fs::create_dir_all(dir).map_err(|source| DbError::CreateDir {
+                        path: dir.display().to_string(),
+                        source,
+                    })?;
                 }
                 options = options.max_connections(8).after_connect(|conn, _| {
                     Box::pin(async move {
@@ -86,14 +95,26 @@ impl Db {
 
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.pool).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.pool).await?,
+            Backend::Sqlite => {
+                sqlx::migrate!("./migrations/sqlite")
+                    .run(&self.pool)
+                    .await?
+            }
+            Backend::Postgres => {
+                sqlx::migrate!("./migrations/postgres")
+                    .run(&self.pool)
+                    .await?
+            }
         }
         Ok(())
     }
 
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.pool.execute("SELECT 1").await.map(drop).map_err(Into::into)
+        self.pool
+            .execute("SELECT 1")
+            .await
+            .map(drop)
+            .map_err(Into::into)
     }
 
     pub fn backend(&self) -> Backend {
@@ -111,14 +132,28 @@ impl Db {
 
 /// `sqlite://data/x.db` → the URL sqlx opens (read-write-create) and the file path.
 fn sqlite_url(url: &str) -> (String, std::path::PathBuf) {
-    let rest = url.trim_start_matches("sqlite://").trim_start_matches("sqlite:");
+    let rest = url
+        .trim_start_matches("sqlite://")
+        .trim_start_matches("sqlite:");
     let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
-    let query = if query.contains("mode=") { query.to_owned() } else if query.is_empty() { "mode=rwc".into() } else { format!("{query}&mode=rwc") };
-    (format!("sqlite://{path}?{query}"), std::path::PathBuf::from_str(path).unwrap_or_else(|_| Path::new(path).to_owned()))
+    let query = if query.contains("mode=") {
+        query.to_owned()
+    } else if query.is_empty() {
+        "mode=rwc".into()
+    } else {
+        format!("{query}&mode=rwc")
+    };
+    (
+        format!("sqlite://{path}?{query}"),
+        std::path::PathBuf::from_str(path).unwrap_or_else(|_| Path::new(path).to_owned()),
+    )
 }
 
 pub(crate) fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
 }
 
 pub(crate) fn flag(b: bool) -> i64 {
@@ -129,7 +164,13 @@ pub(crate) fn flag(b: bool) -> i64 {
 mod tests {
     #[test]
     fn sqlite_urls() {
-        assert_eq!(super::sqlite_url("sqlite://data/s.db").0, "sqlite://data/s.db?mode=rwc");
-        assert_eq!(super::sqlite_url("sqlite:///tmp/s.db?mode=ro").0, "sqlite:///tmp/s.db?mode=ro");
+        assert_eq!(
+            super::sqlite_url("sqlite://data/s.db").0,
+            "sqlite://data/s.db?mode=rwc"
+        );
+        assert_eq!(
+            super::sqlite_url("sqlite:///tmp/s.db?mode=ro").0,
+            "sqlite:///tmp/s.db?mode=ro"
+        );
     }
 }

@@ -80,11 +80,14 @@ impl Db {
 
     /// Marks the token spent; of two concurrent callers exactly one gets `Spent`.
     pub async fn spend_refresh_token(&self, token_hash: &str) -> Result<Spend, DbError> {
-        let Some(record) = self.refresh_token(token_hash).await? else { return Ok(Spend::Unknown) };
-        let done = sqlx::query("UPDATE refresh_tokens SET spent = 1 WHERE token_hash = $1 AND spent = 0")
-            .bind(token_hash)
-            .execute(self.pool())
-            .await?;
+        let Some(record) = self.refresh_token(token_hash).await? else {
+            return Ok(Spend::Unknown);
+        };
+        let done =
+            sqlx::query("UPDATE refresh_tokens SET spent = 1 WHERE token_hash = $1 AND spent = 0")
+                .bind(token_hash)
+                .execute(self.pool())
+                .await?;
         if done.rows_affected() == 1 {
             Ok(Spend::Spent(record))
         } else {
@@ -103,29 +106,37 @@ impl Db {
 
     /// Every refresh token of a user (password reset, account disabled).
     pub async fn revoke_user_refresh_tokens(&self, user_id: &str) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query("SELECT DISTINCT family_id FROM refresh_tokens WHERE user_id = $1 AND revoked = 0")
-            .bind(user_id)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT family_id FROM refresh_tokens WHERE user_id = $1 AND revoked = 0",
+        )
+        .bind(user_id)
+        .fetch_all(self.pool())
+        .await?;
         sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE user_id = $1")
             .bind(user_id)
             .execute(self.pool())
             .await?;
-        rows.iter().map(|r| r.try_get("family_id").map_err(Into::into)).collect()
+        rows.iter()
+            .map(|r| r.try_get("family_id").map_err(Into::into))
+            .collect()
     }
 }
 
 impl Db {
     /// Revokes the refresh tokens bound to an SSO session (all but offline ones); returns their families.
     pub async fn revoke_session_refresh_tokens(&self, sid: &str) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query("SELECT DISTINCT family_id FROM refresh_tokens WHERE session_id = $1 AND revoked = 0")
-            .bind(sid)
-            .fetch_all(self.pool())
-            .await?;
+        let rows = sqlx::query(
+            "SELECT DISTINCT family_id FROM refresh_tokens WHERE session_id = $1 AND revoked = 0",
+        )
+        .bind(sid)
+        .fetch_all(self.pool())
+        .await?;
         sqlx::query("UPDATE refresh_tokens SET revoked = 1 WHERE session_id = $1")
             .bind(sid)
             .execute(self.pool())
             .await?;
-        rows.iter().map(|r| r.try_get("family_id").map_err(Into::into)).collect()
+        rows.iter()
+            .map(|r| r.try_get("family_id").map_err(Into::into))
+            .collect()
     }
 }

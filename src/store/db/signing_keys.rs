@@ -76,10 +76,12 @@ impl Db {
 
     /// Forgets retired keys that no unexpired token can name any more.
     pub async fn prune_signing_keys(&self, retired_before: i64) -> Result<u64, DbError> {
-        let done = sqlx::query("DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1")
-            .bind(retired_before)
-            .execute(self.pool())
-            .await?;
+        let done = sqlx::query(
+            "DELETE FROM signing_keys WHERE retired_at IS NOT NULL AND retired_at < $1",
+        )
+        .bind(retired_before)
+        .execute(self.pool())
+        .await?;
         Ok(done.rows_affected())
     }
 }

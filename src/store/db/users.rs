@@ -1,7 +1,7 @@
 //! Accounts.
 
-use sqlx::{AssertSqlSafe, Row};
 use sqlx::any::AnyRow;
+use sqlx::{AssertSqlSafe, Row};
 
 use super::{Db, DbError, flag, now};
 use crate::domain::user::User;
@@ -65,18 +65,22 @@ impl Db {
     }
 
     pub async fn user_by_username(&self, username: &Username) -> Result<Option<User>, DbError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE username = $1")))
-            .bind(username.as_str())
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE username = $1"
+        )))
+        .bind(username.as_str())
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
     pub async fn user_by_id(&self, id: &str) -> Result<Option<User>, DbError> {
-        let row = sqlx::query(AssertSqlSafe(format!("SELECT {COLUMNS} FROM users WHERE id = $1")))
-            .bind(id)
-            .fetch_optional(self.pool())
-            .await?;
+        let row = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM users WHERE id = $1"
+        )))
+        .bind(id)
+        .fetch_optional(self.pool())
+        .await?;
         row.map(|r| user_from_row(&r)).transpose()
     }
 
@@ -92,7 +96,10 @@ impl Db {
 }
 
 fn user_from_row(r: &AnyRow) -> Result<User, DbError> {
-    let corrupt = |reason: String| DbError::Corrupt { table: "users", reason };
+    let corrupt = |reason: String| DbError::Corrupt {
+        table: "users",
+        reason,
+    };
     Ok(User {
         id: r.try_get("id")?,
         username: Username::parse(&r.try_get::<String, _>("username")?).map_err(corrupt)?,

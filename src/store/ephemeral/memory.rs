@@ -53,22 +53,34 @@ impl MemoryStore {
 
     pub async fn put(&self, key: &str, value: &str, ttl: Duration) -> Result<(), EphemeralError> {
         let exp = Instant::now() + ttl;
-        self.lock().values.insert(key.to_owned(), (value.to_owned(), exp));
+        self.lock()
+            .values
+            .insert(key.to_owned(), (value.to_owned(), exp));
         Ok(())
     }
 
-    pub async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, EphemeralError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
         let now = Instant::now();
         let mut inner = self.lock();
         if inner.live(key, now).is_some() {
             return Ok(false);
         }
-        inner.values.insert(key.to_owned(), (value.to_owned(), now + ttl));
+        inner
+            .values
+            .insert(key.to_owned(), (value.to_owned(), now + ttl));
         Ok(true)
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<String>, EphemeralError> {
-        Ok(self.lock().live(key, Instant::now()).map(|(v, _)| v.clone()))
+        Ok(self
+            .lock()
+            .live(key, Instant::now())
+            .map(|(v, _)| v.clone()))
     }
 
     pub async fn take(&self, key: &str) -> Result<Option<String>, EphemeralError> {
@@ -94,14 +106,19 @@ impl MemoryStore {
             }
             None => 1,
         };
-        inner.values.insert(key.to_owned(), (next.to_string(), now + window));
+        inner
+            .values
+            .insert(key.to_owned(), (next.to_string(), now + window));
         Ok(next)
     }
 
     pub async fn own(&self, owner: &str, key: &str, ttl: Duration) -> Result<(), EphemeralError> {
         let exp = Instant::now() + ttl;
         let mut inner = self.lock();
-        let entry = inner.owners.entry(owner.to_owned()).or_insert_with(|| (HashSet::new(), exp));
+        let entry = inner
+            .owners
+            .entry(owner.to_owned())
+            .or_insert_with(|| (HashSet::new(), exp));
         entry.0.insert(key.to_owned());
         entry.1 = entry.1.max(exp);
         Ok(())
@@ -110,7 +127,9 @@ impl MemoryStore {
     pub async fn delete_owner(&self, owner: &str) -> Result<usize, EphemeralError> {
         let now = Instant::now();
         let mut inner = self.lock();
-        let Some((keys, _)) = inner.owners.remove(owner) else { return Ok(0) };
+        let Some((keys, _)) = inner.owners.remove(owner) else {
+            return Ok(0);
+        };
         let mut n = 0;
         for k in keys {
             if inner.live(&k, now).is_some() {
@@ -131,6 +150,9 @@ async fn sweeper(inner: Weak<Mutex<Inner>>) {
     loop {
         tick.tick().await;
         let Some(inner) = inner.upgrade() else { return };
-        inner.lock().unwrap_or_else(|p| p.into_inner()).sweep(Instant::now());
+        inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .sweep(Instant::now());
     }
 }

@@ -61,7 +61,12 @@ impl Ephemeral {
     }
 
     /// Stores only if `key` is free; true when this call stored it.
-    pub async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, EphemeralError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
         dispatch!(self, s => s.put_if_absent(key, value, ttl).await)
     }
 
@@ -97,15 +102,26 @@ impl Ephemeral {
         dispatch!(self, s => s.ping().await)
     }
 
-    pub async fn put_json<T: Serialize>(&self, key: &str, value: &T, ttl: Duration) -> Result<(), EphemeralError> {
+    pub async fn put_json<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<(), EphemeralError> {
         self.put(key, &to_json(value), ttl).await
     }
 
-    pub async fn get_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, EphemeralError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, EphemeralError> {
         from_json(key, self.get(key).await?)
     }
 
-    pub async fn take_json<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>, EphemeralError> {
+    pub async fn take_json<T: DeserializeOwned>(
+        &self,
+        key: &str,
+    ) -> Result<Option<T>, EphemeralError> {
         from_json(key, self.take(key).await?)
     }
 }
@@ -114,8 +130,14 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).expect("records serialise")
 }
 
-fn from_json<T: DeserializeOwned>(key: &str, raw: Option<String>) -> Result<Option<T>, EphemeralError> {
+fn from_json<T: DeserializeOwned>(
+    key: &str,
+    raw: Option<String>,
+) -> Result<Option<T>, EphemeralError> {
     raw.map(|s| serde_json::from_str(&s))
         .transpose()
-        .map_err(|e| EphemeralError::Corrupt { key: key.to_owned(), reason: e.to_string() })
+        .map_err(|e| EphemeralError::Corrupt {
+            key: key.to_owned(),
+            reason: e.to_string(),
+        })
 }

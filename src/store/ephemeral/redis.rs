@@ -54,8 +54,13 @@ impl RedisStore {
         };
         let conn = tokio::time::timeout(CONNECT_TIMEOUT, connect)
             .await
-            .map_err(|_| EphemeralError::Unavailable(format!("no answer from {}", urls.join(", "))))??;
-        let store = Self { conn, prefix: prefix.to_owned() };
+            .map_err(|_| {
+                EphemeralError::Unavailable(format!("no answer from {}", urls.join(", ")))
+            })??;
+        let store = Self {
+            conn,
+            prefix: prefix.to_owned(),
+        };
         store.ping().await?;
         Ok(store)
     }
@@ -71,7 +76,12 @@ impl RedisStore {
         }
     }
 
-    async fn script<T: FromRedisValue>(&self, src: &str, key: &str, args: &[String]) -> Result<T, EphemeralError> {
+    async fn script<T: FromRedisValue>(
+        &self,
+        src: &str,
+        key: &str,
+        args: &[String],
+    ) -> Result<T, EphemeralError> {
         let script = Script::new(src);
         let mut inv = script.key(key);
         for a in args {
@@ -89,9 +99,18 @@ impl RedisStore {
         self.run::<()>(&cmd).await
     }
 
-    pub async fn put_if_absent(&self, key: &str, value: &str, ttl: Duration) -> Result<bool, EphemeralError> {
+    pub async fn put_if_absent(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
         let mut cmd = redis::cmd("SET");
-        cmd.arg(self.key(key)).arg(value).arg("PX").arg(millis(ttl)).arg("NX");
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .arg("NX");
         Ok(self.run::<Option<String>>(&cmd).await?.is_some())
     }
 
@@ -104,16 +123,21 @@ impl RedisStore {
     }
 
     pub async fn delete(&self, key: &str) -> Result<(), EphemeralError> {
-        self.run::<i64>(redis::cmd("DEL").arg(self.key(key))).await.map(drop)
+        self.run::<i64>(redis::cmd("DEL").arg(self.key(key)))
+            .await
+            .map(drop)
     }
 
     pub async fn incr(&self, key: &str, window: Duration) -> Result<u64, EphemeralError> {
-        self.script(INCR_WINDOW, &self.key(key), &[millis(window).to_string()]).await
+        self.script(INCR_WINDOW, &self.key(key), &[millis(window).to_string()])
+            .await
     }
 
     pub async fn own(&self, owner: &str, key: &str, ttl: Duration) -> Result<(), EphemeralError> {
         let index = self.key(&format!("owner:{owner}"));
-        self.script::<i64>(OWN, &index, &[self.key(key), millis(ttl).to_string()]).await.map(drop)
+        self.script::<i64>(OWN, &index, &[self.key(key), millis(ttl).to_string()])
+            .await
+            .map(drop)
     }
 
     pub async fn delete_owner(&self, owner: &str) -> Result<usize, EphemeralError> {
@@ -130,11 +154,18 @@ impl RedisStore {
 
     pub async fn ping(&self) -> Result<(), EphemeralError> {
         let pong: String = self.run(&redis::cmd("PING")).await?;
-        if pong == "PONG" { Ok(()) } else { Err(EphemeralError::Unavailable(format!("PING answered {pong}"))) }
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(EphemeralError::Unavailable(format!("PING answered {pong}")))
+        }
     }
 }
 
-async fn run_on<C: ConnectionLike + Send, T: FromRedisValue>(mut conn: C, cmd: &Cmd) -> Result<T, EphemeralError> {
+async fn run_on<C: ConnectionLike + Send, T: FromRedisValue>(
+    mut conn: C,
+    cmd: &Cmd,
+) -> Result<T, EphemeralError> {
     Ok(cmd.query_async(&mut conn).await?)
 }
 
