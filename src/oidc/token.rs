@@ -180,6 +180,18 @@ async fn refresh_token(
     {
         return Err(invalid());
     }
+    // Every check that can fail comes before spending, so a bad request burns nothing.
+    let mut grant: RefreshGrant = serde_json::from_str(&record.grant_json)?;
+    if let Some(asked) = p.get("scope") {
+        let asked =
+            Scopes::parse(asked).map_err(|_| OAuthError::invalid_scope("malformed scope"))?;
+        if !asked.is_subset(&grant.scopes) {
+            return Err(OAuthError::invalid_scope(
+                "scope exceeds the original grant",
+            ));
+        }
+        grant.scopes = asked;
+    }
     let record = match state.db.spend_refresh_token(&hash).await? {
         Spend::Spent(r) => r,
         Spend::Replayed(r) => {
@@ -197,17 +209,6 @@ async fn refresh_token(
         }
         Spend::Unknown => return Err(invalid()),
     };
-    let mut grant: RefreshGrant = serde_json::from_str(&record.grant_json)?;
-    if let Some(asked) = p.get("scope") {
-        let asked =
-            Scopes::parse(asked).map_err(|_| OAuthError::invalid_scope("malformed scope"))?;
-        if !asked.is_subset(&grant.scopes) {
-            return Err(OAuthError::invalid_scope(
-                "scope exceeds the original grant",
-            ));
-        }
-        grant.scopes = asked;
-    }
     let user = active_user(state, &record.user_id).await?;
     let issued = issue(
         state,
