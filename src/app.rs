@@ -30,6 +30,7 @@ pub struct Inner {
     pub keys: KeyRing,
     pub pages: Templates,
     pub passwords: Passwords,
+    pub mailer: crate::mail::Mailer,
     pub backchannel: Backchannel,
     /// Discovery never changes while running: serialised once.
     pub discovery: Bytes,
@@ -54,6 +55,10 @@ pub enum Internal {
     Keys(#[from] crate::keys::KeyError),
     #[error(transparent)]
     Password(#[from] crate::login::password::PasswordError),
+    #[error("mail: {0}")]
+    Mail(String),
+    #[error("the account disappeared during the request")]
+    Gone,
 }
 
 impl AppState {
@@ -64,6 +69,8 @@ impl AppState {
         let keys = KeyRing::open(&settings, &db).await?;
         let passwords = Passwords::new(&settings.password)?;
         let pages = Templates::new(&settings.branding);
+        let mailer = crate::mail::Mailer::new(&settings.branding);
+        crate::mail::spawn_worker(db.clone(), settings.mail.clone()).map_err(Internal::Mail)?;
         let discovery = oidc::discovery::document(&settings);
         let backchannel = Backchannel::start();
         Ok(Self(Arc::new(Inner {
@@ -73,6 +80,7 @@ impl AppState {
             keys,
             pages,
             passwords,
+            mailer,
             backchannel,
             discovery,
         })))
@@ -126,6 +134,11 @@ pub fn router(state: AppState) -> Router {
         .route("/interaction/{uid}/login", post(login::password_login))
         .route("/interaction/{uid}/consent", post(login::consent))
         .route("/interaction/{uid}/cancel", post(login::cancel))
+        .route("/interaction/{uid}/password", get(login::change::show).post(login::change::submit))
+        .route("/password/forgot", get(login::forgot::show).post(login::forgot::submit))
+        .route("/password/reset/{token}", get(login::forgot::show_reset).post(login::forgot::reset))
+        .route("/account", get(crate::account::show))
+        .route("/account/password", post(crate::account::change_password))
         .route("/token", post(oidc::token::token))
         .route("/userinfo", get(oidc::userinfo::get).post(oidc::userinfo::post))
         .route("/introspect", post(oidc::introspect::introspect))

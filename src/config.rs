@@ -23,6 +23,8 @@ pub struct Settings {
     pub redis_prefix: String,
     pub keys_dir: PathBuf,
     pub keys: KeySettings,
+    /// « Code à recopier » on the forms that ask for it: `image` or `off`.
+    pub captcha: crate::login::captcha::CaptchaMode,
     pub mail: MailSettings,
     pub session: SessionSettings,
     pub tokens: TokenSettings,
@@ -70,9 +72,15 @@ pub struct KeySettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MailSettings {
+    /// `smtp://host:25`, `smtp://user:pass@host:587?tls=required` (STARTTLS), `smtps://host:465`.
     pub smtp_url: Option<String>,
     pub from: String,
+    /// Without `smtp_url`, mails are written here as `.eml` files.
     pub outbox_dir: PathBuf,
+    /// First retry delay after a failed send; doubled at each attempt, up to one hour.
+    pub retry_seconds: u64,
+    /// How often the outbox is looked at.
+    pub poll_seconds: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,8 +110,15 @@ pub struct PasswordSettings {
     pub require_digit: bool,
     pub require_special: bool,
     pub history: usize,
+    /// CNIL 2022: 50 bits suffice because failed sign-ins are throttled; 80 otherwise.
+    pub min_entropy_bits: u32,
     pub max_age_days: Option<u64>,
     pub temporary_validity_days: u64,
+    /// Lifetime of a forgotten-password link.
+    pub reset_link_minutes: u64,
+    /// Show the masked address after a forgotten-password request, as the guide does
+    /// (off by default: it tells whether the identifier exists).
+    pub reset_shows_masked_email: bool,
     pub argon2_memory_kib: u32,
     pub argon2_iterations: u32,
     pub argon2_parallelism: u32,
@@ -130,6 +145,7 @@ impl Default for Settings {
             redis_prefix: "sesame:".into(),
             keys_dir: "keys".into(),
             keys: KeySettings::default(),
+            captcha: Default::default(),
             mail: MailSettings::default(),
             session: SessionSettings::default(),
             tokens: TokenSettings::default(),
@@ -156,6 +172,8 @@ impl Default for MailSettings {
             smtp_url: None,
             from: "Sésame <no-reply@sesame.localhost>".into(),
             outbox_dir: "data/outbox".into(),
+            retry_seconds: 30,
+            poll_seconds: 2,
         }
     }
 }
@@ -191,8 +209,11 @@ impl Default for PasswordSettings {
             require_digit: true,
             require_special: true,
             history: 5,
+            min_entropy_bits: 50,
             max_age_days: None,
             temporary_validity_days: 7,
+            reset_link_minutes: 60,
+            reset_shows_masked_email: false,
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
             argon2_parallelism: 1,
@@ -299,6 +320,17 @@ impl Settings {
                 key: "tokens.code_seconds",
                 expected: "between 1 and 600 (RFC 6749 caps codes at 10 minutes)".into(),
             });
+        }
+        if let Some(url) = &self.mail.smtp_url
+            && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
+        {
+            return Err(SettingsError::Invalid {
+                key: "mail.smtp_url",
+                expected: "smtp://HOST:PORT (add ?tls=required for STARTTLS) or smtps://HOST:PORT".into(),
+            });
+        }
+        if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(SettingsError::Invalid { key: "mail.from", expected: "an address such as Sésame <no-reply@example.fr>".into() });
         }
         if self.password.max_concurrent_hashes == 0 {
             return Err(SettingsError::Invalid {

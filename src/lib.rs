@@ -13,6 +13,7 @@
 //! - [`app`]: the shared state and the router; [`server`] binds and serves.
 //! - [`cli`]: the `sesame` commands; [`demo`]: `sesame demo` and its small portal.
 
+pub mod account;
 pub mod app;
 pub mod cli;
 pub mod config;
@@ -21,6 +22,7 @@ pub mod demo;
 pub mod domain;
 pub mod keys;
 pub mod login;
+pub mod mail;
 pub mod oidc;
 pub mod server;
 pub mod session;

@@ -106,12 +106,25 @@ pub struct User {
     pub password_hash: Option<String>,
     /// A temporary password must be changed at the next sign-in (F1/F3).
     pub password_temporary: bool,
+    /// Forced change at the next sign-in (`sesame user expire-password`).
+    pub password_expired: bool,
     pub password_changed_at: i64,
     pub disabled: bool,
     pub updated_at: i64,
 }
 
 impl User {
+    /// Whether the next sign-in must change the password (F3); `max_age_days` from the policy.
+    pub fn must_change_password(&self, now: i64, max_age_days: Option<u64>) -> bool {
+        let aged = max_age_days.is_some_and(|d| now - self.password_changed_at > d as i64 * 86_400);
+        self.password_temporary || self.password_expired || aged
+    }
+
+    /// A temporary password is only good for a while.
+    pub fn temporary_password_lapsed(&self, now: i64, validity_days: u64) -> bool {
+        self.password_temporary && now - self.password_changed_at > validity_days as i64 * 86_400
+    }
+
     pub fn display_name(&self) -> String {
         match (&self.given_name, &self.family_name) {
             (Some(g), Some(f)) => format!("{g} {f}"),

@@ -1,10 +1,15 @@
 //! The hosted sign-in pages: the pending request at `/interaction/{uid}` shows the sign-in form
 //! or the consent form; their POSTs finish the request and send the browser to the portal.
 
+pub mod captcha;
+pub mod change;
+pub mod forgot;
+pub mod forms;
 pub mod password;
+pub mod throttle;
 
 use axum::Form;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
@@ -17,11 +22,14 @@ use crate::oidc::authorize::{same_browser, see_other};
 use crate::oidc::discovery::ACR_PASSWORD;
 use crate::oidc::grant::{Interaction, interaction_key, redirect_with};
 use crate::store::db::audit::AuditEvent;
+use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
 use password::Verified;
+use std::net::SocketAddr;
+use throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
 
 /// Why an interaction page cannot go on.
-enum Halt {
+pub(crate) enum Halt {
     Expired,
     Internal(Internal),
 }
@@ -33,7 +41,7 @@ impl<E: Into<Internal>> From<E> for Halt {
 }
 
 impl Halt {
-    fn respond(self, state: &AppState, locale: Locale) -> Response {
+    pub(crate) fn respond(self, state: &AppState, locale: Locale) -> Response {
         match self {
             Halt::Expired => {
                 state
@@ -52,7 +60,7 @@ impl Halt {
 }
 
 /// The interaction `uid`, if it exists and belongs to this browser.
-async fn load(
+pub(crate) async fn load(
     state: &AppState,
     headers: &HeaderMap,
     uid: &str,
@@ -98,96 +106,138 @@ pub async fn interaction(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     match load(&state, &headers, &uid).await {
-        Ok((i, client)) if i.user_id.is_some() => {
-            consent_page(&state, &uid, &i, &client).into_response()
-        }
+        Ok((i, client)) if i.user_id.is_some() => resume(&state, &headers, &uid, i, &client)
+            .await
+            .unwrap_or_else(|h| h.respond(&state, locale)),
+        Ok((i, _)) if i.must_change.is_some() => see_other(&format!("/interaction/{uid}/password")),
         Ok((i, client)) => {
             let username = i.request.login_hint.clone().unwrap_or_default();
-            login_page(&state, &uid, &i, &client, &username, None).into_response()
+            login_page_text(&state, &uid, &i, &client, &username, None).into_response()
         }
         Err(h) => h.respond(&state, locale),
     }
 }
 
+/// The user has signed in: ask for consent if needed, else back to the portal with a code.
+async fn resume(
+    state: &AppState,
+    headers: &HeaderMap,
+    uid: &str,
+    i: Interaction,
+    client: &Client,
+) -> Result<Response, Halt> {
+    let mut current = state
+        .current_session(headers)
+        .await?
+        .filter(|c| Some(&c.session.user_id) == i.user_id.as_ref())
+        .ok_or(Halt::Expired)?;
+    if state.needs_consent(client, &current.session.user_id, &i.request).await? {
+        return Ok(consent_page(state, uid, &i, client).into_response());
+    }
+    state.eph.delete(&interaction_key(uid)).await?;
+    Ok(see_other(&state.issue_code(&i.request, &mut current).await?))
+}
+
+/// What a sign-in attempt came to.
+enum SignIn {
+    Ok(String),
+    /// The password was right but must be changed first (F3).
+    MustChange(String),
+    Failed,
+    /// Too many failures: try again in this many seconds.
+    Throttled(u64),
+}
+
 pub async fn password_login(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uid): Path<String>,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
-    let (interaction, client) = match load(&state, &headers, &uid).await {
+    let (mut interaction, client) = match load(&state, &headers, &uid).await {
         Ok(x) => x,
         Err(h) => return h.respond(&state, locale),
     };
+    let page = |i: &Interaction, error: String, status: StatusCode| {
+        login_page_text(&state, &uid, i, &client, &form.username, Some(error)).with_status(status).into_response()
+    };
+    let l = interaction.locale;
     if !ct_eq(form.csrf_token.as_bytes(), interaction.csrf.as_bytes()) {
-        return login_page(
-            &state,
-            &uid,
-            &interaction,
-            &client,
-            &form.username,
-            Some("login.csrf"),
-        )
-        .with_status(StatusCode::FORBIDDEN)
-        .into_response();
+        return page(&interaction, text(l, "login.csrf"), StatusCode::FORBIDDEN);
     }
-    match sign_in(&state, &form.username, &form.password).await {
-        Ok(Some(user_id)) => finish_login(&state, &uid, interaction, &client, &user_id).await,
-        Ok(None) => login_page(
-            &state,
-            &uid,
-            &interaction,
-            &client,
-            &form.username,
-            Some("login.failed"),
-        )
-        .with_status(StatusCode::UNAUTHORIZED)
-        .into_response(),
-        Err(e) => Halt::Internal(e).respond(&state, interaction.locale),
+    match sign_in(&state, &peer.ip().to_string(), &form.username, &form.password).await {
+        Ok(SignIn::Ok(user_id)) => finish_login(&state, &uid, interaction, &client, &user_id).await,
+        Ok(SignIn::MustChange(user_id)) => {
+            interaction.must_change = Some(user_id);
+            let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+            match state.eph.put_json(&interaction_key(&uid), &interaction, ttl).await {
+                Ok(()) => see_other(&format!("/interaction/{uid}/password")),
+                Err(e) => Halt::Internal(e.into()).respond(&state, l),
+            }
+        }
+        Ok(SignIn::Failed) => page(&interaction, text(l, "login.failed"), StatusCode::UNAUTHORIZED),
+        Ok(SignIn::Throttled(s)) => page(&interaction, text_n(l, "throttle.wait", s as i64), StatusCode::TOO_MANY_REQUESTS),
+        Err(e) => Halt::Internal(e).respond(&state, l),
     }
 }
 
 /// Checks the credentials; the same answer and the same cost whether the account is
-/// unknown, disabled or the password wrong.
-async fn sign_in(
-    state: &AppState,
-    username: &str,
-    password: &str,
-) -> Result<Option<String>, Internal> {
-    let user = match Username::parse(username) {
-        Ok(u) => state.db.user_by_username(&u).await?,
+/// unknown, disabled or the password wrong. Failures are throttled per identifier (as
+/// typed, so unknown ones behave like real ones) and per client address.
+async fn sign_in(state: &AppState, address: &str, username: &str, password: &str) -> Result<SignIn, Internal> {
+    let parsed = Username::parse(username);
+    let identifier = parsed.as_ref().map(|u| u.to_string()).unwrap_or_else(|_| username.trim().to_lowercase());
+    if let Gate::Wait(s) = state.address_gate("login", address, LOGIN_FAILURES_PER_ADDRESS).await? {
+        return Ok(SignIn::Throttled(s));
+    }
+    if let Gate::Wait(s) = state.account_gate(&identifier).await? {
+        return Ok(SignIn::Throttled(s));
+    }
+    let user = match &parsed {
+        Ok(u) => state.db.user_by_username(u).await?,
         Err(_) => None,
     };
-    let verified = state
-        .passwords
-        .verify(
-            user.as_ref().and_then(|u| u.password_hash.as_deref()),
-            password,
-        )
-        .await;
-    let (event, ok) = match (&user, verified) {
-        (Some(u), Verified::Yes(rehash)) if !u.disabled => {
+    let verified = state.passwords.verify(user.as_ref().and_then(|u| u.password_hash.as_deref()), password).await;
+    let now = state.now();
+    let p = &state.settings.password;
+    let outcome = match (&user, verified) {
+        (Some(u), Verified::Yes(_)) if u.disabled => ("login_refused_disabled", None),
+        (Some(u), Verified::Yes(_)) if u.temporary_password_lapsed(now, p.temporary_validity_days) => {
+            ("login_refused_temporary_lapsed", None)
+        }
+        (Some(u), Verified::Yes(rehash)) => {
             if let Some(h) = rehash {
                 state.db.set_password_hash(&u.id, &h).await?;
             }
-            ("login_ok", true)
+            state.account_succeeded(&identifier).await?;
+            if u.must_change_password(now, p.max_age_days) {
+                ("login_must_change_password", Some(SignIn::MustChange(u.id.clone())))
+            } else {
+                ("login_ok", Some(SignIn::Ok(u.id.clone())))
+            }
         }
-        (Some(u), Verified::Yes(_)) if u.disabled => ("login_refused_disabled", false),
-        _ => ("login_failed", false),
+        _ => ("login_failed", None),
     };
     state
         .db
         .audit(AuditEvent {
-            event,
+            event: outcome.0,
             user_id: user.as_ref().map(|u| u.id.as_str()),
-            detail: user
-                .is_none()
-                .then(|| serde_json::json!({ "reason": "unknown identifier" })),
+            ip: Some(address.to_owned()),
+            detail: user.is_none().then(|| serde_json::json!({ "reason": "unknown identifier" })),
             ..Default::default()
         })
         .await?;
-    Ok(if ok { user.map(|u| u.id) } else { None })
+    if let Some(ok) = outcome.1 {
+        return Ok(ok);
+    }
+    state.address_count("login", address, LOGIN_FAILURES_PER_ADDRESS).await?;
+    Ok(match state.account_failed(&identifier).await? {
+        Gate::Wait(s) => SignIn::Throttled(s),
+        Gate::Open => SignIn::Failed,
+    })
 }
 
 async fn finish_login(
@@ -318,13 +368,13 @@ async fn deny(state: &AppState, uid: &str, interaction: &Interaction) -> Respons
     ))
 }
 
-fn login_page(
+fn login_page_text(
     state: &AppState,
     uid: &str,
     i: &Interaction,
     client: &Client,
     username: &str,
-    error: Option<&str>,
+    error: Option<String>,
 ) -> Page {
     let html = state.pages.render(
         "login.html",
@@ -335,7 +385,7 @@ fn login_page(
             cancel_action => format!("/interaction/{uid}/cancel"),
             csrf_token => i.csrf.clone(),
             username => username.to_owned(),
-            error => error.map(|k| crate::web::templates::text(i.locale, k)),
+            error => error,
         },
     );
     Page::ok(html).allowing_form_target(i.request.redirect_uri.origin())

@@ -341,6 +341,7 @@ async fn start_interaction(
         csrf: random_token(),
         locale,
         user_id,
+        must_change: None,
         browser: token_hash(&browser),
     };
     let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);

@@ -46,8 +46,11 @@ pub struct Interaction {
     pub request: AuthRequest,
     pub csrf: String,
     pub locale: Locale,
-    /// Set once the user has signed in and only consent is missing.
+    /// Set once the user has signed in (consent, or the resume after a password change, is next).
     pub user_id: Option<String>,
+    /// Set when the password was right but must be changed first (F3).
+    #[serde(default)]
+    pub must_change: Option<String>,
     /// Hash of the browser cookie of the browser that started it.
     pub browser: String,
 }

@@ -45,7 +45,7 @@ pub async fn menu_csrf(state: &AppState, headers: &HeaderMap) -> Option<String> 
     Some(session_csrf(&current))
 }
 
-fn session_csrf(c: &Current) -> String {
+pub fn session_csrf(c: &Current) -> String {
     b64url(sha256(format!("logout:{}", c.key)))
 }
 

@@ -33,6 +33,14 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../templates/pages/logged_out.html"),
     ),
     ("home.html", include_str!("../../templates/pages/home.html")),
+    ("password_change.html", include_str!("../../templates/pages/password_change.html")),
+    ("password_done.html", include_str!("../../templates/pages/password_done.html")),
+    ("forgot.html", include_str!("../../templates/pages/forgot.html")),
+    ("forgot_sent.html", include_str!("../../templates/pages/forgot_sent.html")),
+    ("reset.html", include_str!("../../templates/pages/reset.html")),
+    ("account.html", include_str!("../../templates/pages/account.html")),
+    ("_policy.html", include_str!("../../templates/pages/_policy.html")),
+    ("_captcha.html", include_str!("../../templates/pages/_captcha.html")),
 ];
 
 pub const CSS: &str = include_str!("../../templates/static/sesame.css");
@@ -64,6 +72,11 @@ pub fn text(locale: Locale, key: &str) -> String {
         .unwrap_or_else(|| key.to_owned())
 }
 
+/// A localised string with its `{n}` filled in.
+pub fn text_n(locale: Locale, key: &str, n: i64) -> String {
+    text(locale, key).replace("{n}", &n.to_string())
+}
+
 #[derive(Clone)]
 pub struct Templates {
     env: Arc<Environment<'static>>,
@@ -81,12 +94,15 @@ impl Templates {
             "brand",
             Value::from(minijinja::value::Serde(branding.clone())),
         );
-        env.add_function("t", |state: &State, key: &str| -> String {
+        env.add_function("t", |state: &State, key: &str, n: Option<i64>| -> String {
             let locale = match state.lookup("locale").as_ref().and_then(|v| v.as_str()) {
                 Some("en") => Locale::En,
                 _ => Locale::Fr,
             };
-            text(locale, key)
+            match n {
+                Some(n) => text_n(locale, key, n),
+                None => text(locale, key),
+            }
         });
         Self { env: Arc::new(env) }
     }

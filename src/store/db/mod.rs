@@ -7,6 +7,7 @@
 pub mod audit;
 pub mod clients;
 pub mod consents;
+pub mod outbox;
 pub mod refresh_tokens;
 pub mod signing_keys;
 pub mod users;

@@ -8,7 +8,7 @@ use crate::domain::user::User;
 use crate::domain::{Email, Username};
 
 const COLUMNS: &str = "id, username, email, given_name, family_name, password_hash, password_temporary, \
-                       password_changed_at, disabled, updated_at";
+                       password_expired, password_changed_at, disabled, updated_at";
 
 pub struct NewUser {
     pub username: Username,
@@ -58,6 +58,7 @@ impl Db {
             family_name: new.family_name,
             password_hash: Some(new.password_hash),
             password_temporary: new.temporary,
+            password_expired: false,
             password_changed_at: t,
             disabled: false,
             updated_at: t,
@@ -95,6 +96,65 @@ impl Db {
     }
 }
 
+impl Db {
+    /// A new password: the old hash goes to the history (trimmed to `keep`), flags reset.
+    pub async fn change_password(&self, user_id: &str, new_hash: &str, temporary: bool, keep: usize) -> Result<(), DbError> {
+        let t = now();
+        let mut tx = self.pool().begin().await?;
+        sqlx::query(
+            "INSERT INTO password_history (user_id, hash, created_at) \
+             SELECT id, password_hash, $2 FROM users WHERE id = $1 AND password_hash IS NOT NULL",
+        )
+        .bind(user_id)
+        .bind(t)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "UPDATE users SET password_hash = $1, password_temporary = $2, password_expired = 0, password_changed_at = $3 WHERE id = $4",
+        )
+        .bind(new_hash)
+        .bind(flag(temporary))
+        .bind(t)
+        .bind(user_id)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM password_history WHERE user_id = $1 AND id NOT IN \
+             (SELECT id FROM password_history WHERE user_id = $1 ORDER BY id DESC LIMIT $2)",
+        )
+        .bind(user_id)
+        .bind(keep as i64)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// The last `n` previous password hashes, newest first.
+    pub async fn password_history(&self, user_id: &str, n: usize) -> Result<Vec<String>, DbError> {
+        let rows = sqlx::query("SELECT hash FROM password_history WHERE user_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(user_id)
+            .bind(n as i64)
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| r.try_get("hash").map_err(Into::into)).collect()
+    }
+
+    pub async fn set_password_expired(&self, user_id: &str) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET password_expired = 1 WHERE id = $1").bind(user_id).execute(self.pool()).await?;
+        Ok(())
+    }
+
+    pub async fn set_disabled(&self, user_id: &str, disabled: bool) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET disabled = $1 WHERE id = $2")
+            .bind(flag(disabled))
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
+        Ok(())
+    }
+}
+
 fn user_from_row(r: &AnyRow) -> Result<User, DbError> {
     let corrupt = |reason: String| DbError::Corrupt {
         table: "users",
@@ -108,6 +168,7 @@ fn user_from_row(r: &AnyRow) -> Result<User, DbError> {
         family_name: r.try_get("family_name")?,
         password_hash: r.try_get("password_hash")?,
         password_temporary: r.try_get::<i64, _>("password_temporary")? != 0,
+        password_expired: r.try_get::<i64, _>("password_expired")? != 0,
         password_changed_at: r.try_get("password_changed_at")?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         updated_at: r.try_get("updated_at")?,

@@ -1,0 +1,112 @@
+//! « Mon compte » (F5): the signed-in person changes their password.
+
+pub mod password;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use minijinja::{Value, context};
+use serde::Deserialize;
+use std::net::SocketAddr;
+
+use crate::app::{AppState, Internal};
+use crate::crypto::{b64url, ct_eq, sha256};
+use crate::login::password::Verified;
+use crate::login::throttle::Gate;
+use crate::session::Current;
+use crate::web::templates::text_n;
+use crate::web::{Locale, Page};
+
+#[derive(Deserialize)]
+pub struct ChangeForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    old_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_confirm: String,
+}
+
+fn csrf(c: &Current) -> String {
+    b64url(sha256(format!("account:{}", c.key)))
+}
+
+pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    match state.current_session(&headers).await {
+        Ok(Some(c)) => page(&state, &c, locale, Vec::new()).await.unwrap_or_else(|e| internal(&state, locale, e)),
+        Ok(None) => signin_first(&state, locale),
+        Err(e) => internal(&state, locale, e.into()),
+    }
+}
+
+pub async fn change_password(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<ChangeForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let Some(current) = state.current_session(&headers).await? else { return Ok(signin_first(&state, locale)) };
+        if !ct_eq(form.csrf_token.as_bytes(), csrf(&current).as_bytes()) {
+            return page(&state, &current, locale, vec![crate::web::templates::text(locale, "login.csrf")]).await;
+        }
+        let user = state.db.user_by_id(&current.session.user_id).await?.ok_or(Internal::Gone)?;
+        let identifier = user.username.to_string();
+        if let Gate::Wait(s) = state.account_gate(&identifier).await? {
+            return page(&state, &current, locale, vec![text_n(locale, "throttle.wait", s as i64)]).await;
+        }
+        let same_user = crate::domain::Username::parse(&form.username).is_ok_and(|u| u == user.username);
+        let old_ok = matches!(state.passwords.verify(user.password_hash.as_deref(), &form.old_password).await, Verified::Yes(_));
+        if !(same_user && old_ok) {
+            state.account_failed(&identifier).await?;
+            state.address_count("login", &peer.ip().to_string(), crate::login::throttle::LOGIN_FAILURES_PER_ADDRESS).await?;
+            return page(&state, &current, locale, vec![crate::web::templates::text(locale, "change.wrong_old")]).await;
+        }
+        state.account_succeeded(&identifier).await?;
+        match state.set_password(&user, &form.new_password, &form.new_password_confirm, "password_changed", locale).await? {
+            Ok(()) => Ok(done(&state, locale, "change.done", None)),
+            Err(v) => page(&state, &current, locale, password::messages(locale, &v)).await,
+        }
+    };
+    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+}
+
+async fn page(state: &AppState, c: &Current, locale: Locale, errors: Vec<String>) -> Result<Response, Internal> {
+    let user = state.db.user_by_id(&c.session.user_id).await?.ok_or(Internal::Gone)?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let html = state.pages.render(
+        "account.html",
+        locale,
+        context! {
+            signed_in_name => user.display_name(),
+            username => user.username.to_string(),
+            logout_csrf => crate::oidc::logout::session_csrf(c),
+            csrf_token => csrf(c),
+            errors => errors,
+            policy => Value::from(minijinja::value::Serde(state.settings.password.clone())),
+        },
+    );
+    Ok(Page::ok(html).with_status(status).into_response())
+}
+
+/// The confirmation page shared by every password flow.
+pub fn done(state: &AppState, locale: Locale, message: &str, continue_url: Option<String>) -> Response {
+    let html = state.pages.render("password_done.html", locale, context! { message => message, continue_url => continue_url });
+    Page::ok(html).into_response()
+}
+
+fn signin_first(state: &AppState, locale: Locale) -> Response {
+    state.pages.error_page(locale, "account.signin_first", StatusCode::UNAUTHORIZED).into_response()
+}
+
+pub fn internal(state: &AppState, locale: Locale, e: Internal) -> Response {
+    tracing::error!(error = %e, "account page failed");
+    state.pages.error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR).into_response()
+}

@@ -1,0 +1,76 @@
+//! Setting a password: the one path every flow takes (F3 change, F4 reset, F5 « Mon compte »),
+//! so that the same rules apply everywhere.
+
+use minijinja::context;
+
+use crate::app::{AppState, Internal};
+use crate::domain::password::{PasswordPolicy, Violation};
+use crate::domain::user::User;
+use crate::login::password::Verified;
+use crate::mail::Kind;
+use crate::store::db::audit::AuditEvent;
+use crate::web::Locale;
+
+impl AppState {
+    pub fn policy(&self) -> PasswordPolicy {
+        PasswordPolicy::from_settings(&self.settings.password)
+    }
+
+    /// Checks `new` against the policy, its confirmation and the history; on success stores
+    /// it, writes the audit row and queues the confirmation e-mail.
+    pub async fn set_password(
+        &self,
+        user: &User,
+        new: &str,
+        confirm: &str,
+        event: &'static str,
+        locale: Locale,
+    ) -> Result<Result<(), Vec<Violation>>, Internal> {
+        let policy = self.policy();
+        let mut violations = policy.check(new, user.username.as_str());
+        if new != confirm {
+            violations.push(Violation::Mismatch);
+        }
+        if violations.is_empty() && policy.history > 0 {
+            let mut previous = self.db.password_history(&user.id, policy.history.saturating_sub(1)).await?;
+            previous.extend(user.password_hash.clone());
+            for hash in &previous {
+                if matches!(self.passwords.verify(Some(hash), new).await, Verified::Yes(_)) {
+                    violations.push(Violation::Reused(policy.history));
+                    break;
+                }
+            }
+        }
+        if !violations.is_empty() {
+            return Ok(Err(violations));
+        }
+        let hash = self.passwords.hash(new).await?;
+        self.db.change_password(&user.id, &hash, false, policy.history).await?;
+        self.db.audit(AuditEvent { event, user_id: Some(&user.id), ..Default::default() }).await?;
+        let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
+        self.mailer
+            .send(&self.db, &user.email, locale, Kind::PasswordChanged, context! { username => user.username.to_string(), when => when })
+            .await?;
+        Ok(Ok(()))
+    }
+
+    /// Ends every SSO session and refresh token of an account (reset, disable).
+    pub async fn end_all_sessions(&self, user_id: &str) -> Result<(), Internal> {
+        self.eph.delete_owner(&format!("user:{user_id}")).await?;
+        for family in self.db.revoke_user_refresh_tokens(user_id).await? {
+            self.eph.delete_owner(&format!("family:{family}")).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The messages a form shows for the broken rules.
+pub fn messages(locale: Locale, violations: &[Violation]) -> Vec<String> {
+    violations
+        .iter()
+        .map(|v| match v.number() {
+            Some(n) => crate::web::templates::text_n(locale, v.key(), n as i64),
+            None => crate::web::templates::text(locale, v.key()),
+        })
+        .collect()
+}

@@ -1,0 +1,141 @@
+//! F3: a temporary or expired password must be changed before the sign-in goes on.
+//! "Attention : votre mot de passe a expiré…" → change form → confirmation page and e-mail →
+//! the pending authorization request continues to the portal without a second sign-in.
+
+use std::net::SocketAddr;
+
+use axum::Form;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use minijinja::{Value, context};
+use serde::Deserialize;
+
+use super::password::Verified;
+use super::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
+use super::{Halt, load};
+use crate::account::password::messages;
+use crate::app::{AppState, Internal};
+use crate::crypto::ct_eq;
+use crate::domain::Username;
+use crate::oidc::discovery::ACR_PASSWORD;
+use crate::oidc::grant::{Interaction, interaction_key};
+use crate::web::templates::{text, text_n};
+use crate::web::{Locale, Page};
+
+#[derive(Deserialize, Default)]
+pub struct CaptchaChoice {
+    captcha: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct ChangeForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    username: String,
+    #[serde(default)]
+    old_password: String,
+    #[serde(default)]
+    new_password: String,
+    #[serde(default)]
+    new_password_confirm: String,
+    #[serde(default)]
+    captcha_id: String,
+    #[serde(default)]
+    captcha: String,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+    Query(choice): Query<CaptchaChoice>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let (i, _) = load(&state, &headers, &uid).await?;
+        let user_id = i.must_change.clone().ok_or(Halt::Expired)?;
+        let user = state.db.user_by_id(&user_id).await?.ok_or(Halt::Expired)?;
+        let text_captcha = choice.captcha.as_deref() == Some("text");
+        form_page(&state, &uid, &i, user.username.as_str(), Vec::new(), text_captcha).await.map_err(Halt::from)
+    };
+    result.await.unwrap_or_else(|h| h.respond(&state, locale))
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+    Form(form): Form<ChangeForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let (mut i, _) = load(&state, &headers, &uid).await?;
+        let user_id = i.must_change.clone().ok_or(Halt::Expired)?;
+        if !ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) {
+            return Err(Halt::Expired);
+        }
+        let user = state.db.user_by_id(&user_id).await?.ok_or(Halt::Expired)?;
+        let l = i.locale;
+        let retry = |errors: Vec<String>| {
+            let (state, uid, i, name) = (&state, &uid, &i, user.username.to_string());
+            async move { form_page(state, uid, i, &name, errors, false).await.map(|r| r.into_response()) }
+        };
+        if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
+            return Ok(retry(vec![text(l, "captcha.wrong")]).await?);
+        }
+        let identifier = user.username.to_string();
+        if let Gate::Wait(s) = state.account_gate(&identifier).await? {
+            return Ok(retry(vec![text_n(l, "throttle.wait", s as i64)]).await?);
+        }
+        let same = Username::parse(&form.username).is_ok_and(|u| u == user.username);
+        let old_ok = matches!(state.passwords.verify(user.password_hash.as_deref(), &form.old_password).await, Verified::Yes(_));
+        if !(same && old_ok) {
+            state.account_failed(&identifier).await?;
+            state.address_count("login", &peer.ip().to_string(), LOGIN_FAILURES_PER_ADDRESS).await?;
+            return Ok(retry(vec![text(l, "change.wrong_old")]).await?);
+        }
+        if let Err(v) = state.set_password(&user, &form.new_password, &form.new_password_confirm, "password_changed_at_sign_in", l).await? {
+            return Ok(retry(messages(l, &v)).await?);
+        }
+        // Signed in now: the confirmation page leads back into the pending request.
+        let (_, cookie) = state.start_session(&user.id, vec!["pwd".into()], ACR_PASSWORD).await?;
+        i.must_change = None;
+        i.user_id = Some(user.id.clone());
+        let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+        state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
+        let mut res = crate::account::done(&state, l, "change.done", Some(format!("/interaction/{uid}")));
+        res.headers_mut().append(header::SET_COOKIE, cookie);
+        Ok(res)
+    };
+    result.await.unwrap_or_else(|h: Halt| h.respond(&state, locale))
+}
+
+async fn form_page(
+    state: &AppState,
+    uid: &str,
+    i: &Interaction,
+    username: &str,
+    errors: Vec<String>,
+    text_captcha: bool,
+) -> Result<Response, Internal> {
+    let captcha = state.new_captcha(i.locale, text_captcha).await?;
+    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let html = state.pages.render(
+        "password_change.html",
+        i.locale,
+        context! {
+            title => "expired.title",
+            warning => true,
+            errors => errors,
+            action => format!("/interaction/{uid}/password"),
+            csrf_token => i.csrf.clone(),
+            username => username.to_owned(),
+            captcha => captcha.map(|c| Value::from(minijinja::value::Serde(c))),
+            policy => Value::from(minijinja::value::Serde(state.settings.password.clone())),
+        },
+    );
+    Ok(Page::ok(html).with_status(status).into_response())
+}

@@ -1,0 +1,106 @@
+//! Throttling of failed attempts, shared by replicas through the ephemeral store.
+//!
+//! Per account (keyed by the identifier as typed, normalised, so that unknown identifiers
+//! behave exactly like real ones): after 5 consecutive failures, each new failure makes the
+//! next try wait 30 s, 60 s, 120 s… up to an hour (CNIL: "more than 1 minute after 5
+//! failures"); 25 failures in 24 hours stop password attempts for the rest of the window.
+//! A success resets the consecutive count; a completed password reset resets everything.
+//!
+//! The trade-off: an attacker who knows an identifier can make its owner wait, and after 25
+//! failures block password sign-in for up to 24 hours, but never for good: the forgotten
+//! password flow (captcha + e-mailed link) always works and clears the counters, and other
+//! means of sign-in are not throttled by password failures. Locking accounts for good on
+//! failures would hand attackers a denial of service, so it is not done.
+//!
+//! Per client address: failures on the sign-in form and at the token endpoint, and every
+//! forgotten-password request, are counted in short windows.
+
+use std::time::Duration;
+
+use crate::app::{AppState, Internal};
+
+/// Whether an attempt may go on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// Try again in this many seconds.
+    Wait(u64),
+}
+
+const DAY: Duration = Duration::from_secs(86_400);
+pub const FREE_FAILURES: u64 = 5;
+pub const DAILY_FAILURES: u64 = 25;
+
+/// Per-address limits: (attempts, window).
+pub const LOGIN_FAILURES_PER_ADDRESS: (u64, Duration) = (50, Duration::from_secs(600));
+pub const TOKEN_FAILURES_PER_ADDRESS: (u64, Duration) = (60, Duration::from_secs(60));
+pub const FORGOT_PER_ADDRESS: (u64, Duration) = (10, Duration::from_secs(900));
+
+fn delay_after(consecutive: u64) -> u64 {
+    if consecutive <= FREE_FAILURES {
+        return 0;
+    }
+    (30u64 << (consecutive - FREE_FAILURES - 1).min(7)).min(3600)
+}
+
+impl AppState {
+    /// Before checking a password for `identifier`.
+    pub async fn account_gate(&self, identifier: &str) -> Result<Gate, Internal> {
+        let until = self.eph.get(&format!("lock:{identifier}")).await?.and_then(|v| v.parse::<i64>().ok());
+        Ok(match until {
+            Some(t) if t > self.now() => Gate::Wait((t - self.now()) as u64),
+            _ => Gate::Open,
+        })
+    }
+
+    /// After a wrong password (or unknown identifier): returns the wait now imposed.
+    pub async fn account_failed(&self, identifier: &str) -> Result<Gate, Internal> {
+        let consecutive = self.eph.incr(&format!("fails:run:{identifier}"), DAY).await?;
+        let today = self.eph.incr(&format!("fails:day:{identifier}"), DAY).await?;
+        let wait = if today >= DAILY_FAILURES { DAY.as_secs() } else { delay_after(consecutive) };
+        if wait == 0 {
+            return Ok(Gate::Open);
+        }
+        let until = self.now() + wait as i64;
+        self.eph.put(&format!("lock:{identifier}"), &until.to_string(), Duration::from_secs(wait)).await?;
+        Ok(Gate::Wait(wait))
+    }
+
+    pub async fn account_succeeded(&self, identifier: &str) -> Result<(), Internal> {
+        self.eph.delete(&format!("fails:run:{identifier}")).await?;
+        Ok(())
+    }
+
+    /// After a completed password reset: the owner proved control of the mailbox.
+    pub async fn account_cleared(&self, identifier: &str) -> Result<(), Internal> {
+        for k in ["fails:run", "fails:day", "lock"] {
+            self.eph.delete(&format!("{k}:{identifier}")).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `address` is still under `limit` for `action` (read only).
+    pub async fn address_gate(&self, action: &str, address: &str, limit: (u64, Duration)) -> Result<Gate, Internal> {
+        let n = self.eph.get(&format!("addr:{action}:{address}")).await?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        Ok(if n >= limit.0 { Gate::Wait(limit.1.as_secs()) } else { Gate::Open })
+    }
+
+    /// Counts one more `action` for `address` in its window.
+    pub async fn address_count(&self, action: &str, address: &str, limit: (u64, Duration)) -> Result<(), Internal> {
+        self.eph.incr(&format!("addr:{action}:{address}"), limit.1).await?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_delay_doubles_past_five_failures_and_exceeds_a_minute() {
+        let d: Vec<u64> = (1..=10).map(super::delay_after).collect();
+        assert_eq!(&d[..5], &[0, 0, 0, 0, 0]);
+        assert_eq!(d[5], 30);
+        assert_eq!(d[6], 60);
+        assert!(d[7] > 60);
+        assert_eq!(super::delay_after(40), 3600);
+    }
+}
