@@ -10,15 +10,19 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::domain::client::NewClient;
+use crate::domain::password::{self, PasswordPolicy};
 use crate::domain::{
     ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username,
 };
 use crate::keys::KeyRing;
 use crate::login::password::Passwords;
+use crate::mail::{Kind, Mailer};
 use crate::server::{Server, shutdown_signal};
 use crate::store::Db;
 use crate::store::db::audit::AuditEvent;
 use crate::store::db::users::NewUser;
+use crate::web::Locale;
+use minijinja::context;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -62,7 +66,7 @@ pub struct DemoArgs {
 
 #[derive(Subcommand, Debug)]
 pub enum UserCommand {
-    /// Create an account.
+    /// Create an account; its identifier and a temporary password are e-mailed (F1).
     Create {
         username: String,
         #[arg(long)]
@@ -71,12 +75,27 @@ pub enum UserCommand {
         given_name: Option<String>,
         #[arg(long)]
         family_name: Option<String>,
-        /// Read a permanent password from standard input.
+        /// Read a permanent password from standard input instead (no e-mail).
         #[arg(long)]
         password_stdin: bool,
+        /// Language of the e-mail: fr (default) or en.
+        #[arg(long, default_value = "fr")]
+        locale: String,
         #[arg(long)]
         json: bool,
     },
+    /// A new temporary password, e-mailed (F2); open sessions end.
+    ResetPassword {
+        username: String,
+        #[arg(long, default_value = "fr")]
+        locale: String,
+    },
+    /// Force a password change at the next sign-in.
+    ExpirePassword { username: String },
+    /// Lock an account: its sessions and tokens end.
+    Disable { username: String },
+    /// Unlock an account.
+    Enable { username: String },
 }
 
 #[derive(Subcommand, Debug)]
@@ -185,6 +204,7 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             given_name,
             family_name,
             password_stdin,
+            locale,
             json,
         } => {
             // Everything is checked before the database is touched: nothing half-written.
@@ -194,18 +214,24 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             let email = Email::parse(&email)
                 .map_err(anyhow::Error::msg)
                 .context("--email")?;
-            if !password_stdin {
-                bail!(
-                    "--password-stdin is required: e-mailed temporary passwords come with the password flows"
-                );
-            }
-            let mut password = String::new();
-            std::io::stdin()
-                .read_to_string(&mut password)
-                .context("reading the password from standard input")?;
-            let password = password.trim_end_matches(['\n', '\r']);
-            check_password(&settings, password)?;
-            let hash = Passwords::new(&settings.password)?.hash(password).await?;
+            let locale = parse_locale(&locale)?;
+            let (password, temporary) = if password_stdin {
+                let mut password = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut password)
+                    .context("reading the password from standard input")?;
+                let password = password.trim_end_matches(['\n', '\r']).to_owned();
+                let violations = PasswordPolicy::from_settings(&settings.password)
+                    .check(&password, username.as_str());
+                if !violations.is_empty() {
+                    let reasons = crate::account::password::messages(Locale::En, &violations);
+                    bail!("the password breaks the policy: {}", reasons.join(" "));
+                }
+                (password, false)
+            } else {
+                (password::temporary(), true)
+            };
+            let hash = Passwords::new(&settings.password)?.hash(&password).await?;
             let db = Db::open(&settings.database_url).await?;
             let new = NewUser {
                 username,
@@ -213,7 +239,7 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
                 given_name,
                 family_name,
                 password_hash: hash,
-                temporary: false,
+                temporary,
             };
             let user = db.create_user(new).await?;
             db.audit(AuditEvent {
@@ -222,30 +248,131 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
                 ..Default::default()
             })
             .await?;
+            if temporary {
+                let ctx = context! {
+                    username => user.username.to_string(),
+                    temporary_password => password,
+                    valid_days => settings.password.temporary_validity_days,
+                };
+                Mailer::new(&settings.branding)
+                    .send(&db, &user.email, locale, Kind::AccountCreated, ctx)
+                    .await?;
+            }
             if json {
                 println!(
                     "{}",
-                    json!({ "id": user.id, "username": user.username.as_str() })
+                    json!({ "id": user.id, "username": user.username.as_str(), "temporary_password_emailed": temporary })
+                );
+            } else if temporary {
+                println!(
+                    "created {} (sub {}); the temporary password was e-mailed to {}",
+                    user.username,
+                    user.id,
+                    user.email.as_str()
                 );
             } else {
                 println!("created {} (sub {})", user.username, user.id);
             }
             Ok(())
         }
+        UserCommand::ResetPassword { username, locale } => {
+            let locale = parse_locale(&locale)?;
+            let (db, user) = find_user(&settings, &username).await?;
+            let temporary = password::temporary();
+            let hash = Passwords::new(&settings.password)?.hash(&temporary).await?;
+            db.change_password(&user.id, &hash, true, settings.password.history)
+                .await?;
+            end_sessions(&settings, &db, &user.id).await?;
+            let ctx = context! {
+                username => user.username.to_string(),
+                temporary_password => temporary,
+                valid_days => settings.password.temporary_validity_days,
+            };
+            Mailer::new(&settings.branding)
+                .send(&db, &user.email, locale, Kind::PasswordResetByOperator, ctx)
+                .await?;
+            db.audit(AuditEvent {
+                event: "password_reset_by_operator",
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
+            println!(
+                "{}: new temporary password e-mailed to {}",
+                user.username,
+                user.email.as_str()
+            );
+            Ok(())
+        }
+        UserCommand::ExpirePassword { username } => {
+            let (db, user) = find_user(&settings, &username).await?;
+            db.set_password_expired(&user.id).await?;
+            db.audit(AuditEvent {
+                event: "password_expired_by_operator",
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
+            println!(
+                "{}: must change the password at the next sign-in",
+                user.username
+            );
+            Ok(())
+        }
+        UserCommand::Disable { username } => {
+            let (db, user) = find_user(&settings, &username).await?;
+            db.set_disabled(&user.id, true).await?;
+            end_sessions(&settings, &db, &user.id).await?;
+            db.audit(AuditEvent {
+                event: "user_disabled",
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
+            println!("{}: disabled; sessions and tokens ended", user.username);
+            Ok(())
+        }
+        UserCommand::Enable { username } => {
+            let (db, user) = find_user(&settings, &username).await?;
+            db.set_disabled(&user.id, false).await?;
+            db.audit(AuditEvent {
+                event: "user_enabled",
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
+            println!("{}: enabled", user.username);
+            Ok(())
+        }
     }
 }
 
-/// Length bounds until the full policy (classes, blocklist, history) lands with the password flows.
-fn check_password(settings: &Settings, password: &str) -> anyhow::Result<()> {
-    let n = password.chars().count();
-    let p = &settings.password;
-    if n < p.min_length || n > p.max_length {
-        bail!(
-            "the password must have {} to {} characters",
-            p.min_length,
-            p.max_length
-        );
+fn parse_locale(raw: &str) -> anyhow::Result<Locale> {
+    match raw {
+        "fr" => Ok(Locale::Fr),
+        "en" => Ok(Locale::En),
+        _ => bail!("--locale must be fr or en"),
     }
+}
+
+async fn find_user(
+    settings: &Settings,
+    username: &str,
+) -> anyhow::Result<(Db, crate::domain::user::User)> {
+    let name = Username::parse(username)
+        .map_err(anyhow::Error::msg)
+        .context("USERNAME")?;
+    let db = Db::open(&settings.database_url).await?;
+    let user = db
+        .user_by_username(&name)
+        .await?
+        .with_context(|| format!("no account `{name}`"))?;
+    Ok((db, user))
+}
+
+async fn end_sessions(settings: &Settings, db: &Db, user_id: &str) -> anyhow::Result<()> {
+    let eph = crate::app::open_ephemeral(settings).await?;
+    crate::session::end_all(db, &eph, user_id).await?;
     Ok(())
 }
 

@@ -115,7 +115,7 @@ pub struct PasswordSettings {
     pub max_age_days: Option<u64>,
     pub temporary_validity_days: u64,
     /// Lifetime of a forgotten-password link.
-    pub reset_link_minutes: u64,
+    pub reset_link_seconds: u64,
     /// Show the masked address after a forgotten-password request, as the guide does
     /// (off by default: it tells whether the identifier exists).
     pub reset_shows_masked_email: bool,
@@ -212,7 +212,7 @@ impl Default for PasswordSettings {
             min_entropy_bits: 50,
             max_age_days: None,
             temporary_validity_days: 7,
-            reset_link_minutes: 60,
+            reset_link_seconds: 3600,
             reset_shows_masked_email: false,
             argon2_memory_kib: 19_456,
             argon2_iterations: 2,
@@ -326,11 +326,15 @@ impl Settings {
         {
             return Err(SettingsError::Invalid {
                 key: "mail.smtp_url",
-                expected: "smtp://HOST:PORT (add ?tls=required for STARTTLS) or smtps://HOST:PORT".into(),
+                expected: "smtp://HOST:PORT (add ?tls=required for STARTTLS) or smtps://HOST:PORT"
+                    .into(),
             });
         }
         if self.mail.from.parse::<lettre::message::Mailbox>().is_err() {
-            return Err(SettingsError::Invalid { key: "mail.from", expected: "an address such as Sésame <no-reply@example.fr>".into() });
+            return Err(SettingsError::Invalid {
+                key: "mail.from",
+                expected: "an address such as Sésame <no-reply@example.fr>".into(),
+            });
         }
         if self.password.max_concurrent_hashes == 0 {
             return Err(SettingsError::Invalid {

@@ -150,3 +150,17 @@ impl AppState {
         cookies::clear(cookies::SESSION, "/", self.settings.secure_cookies())
     }
 }
+
+/// Ends every SSO session and revokes every refresh token (and its access tokens) of an
+/// account: after a password reset, or when an operator disables it.
+pub async fn end_all(
+    db: &crate::store::Db,
+    eph: &crate::store::Ephemeral,
+    user_id: &str,
+) -> Result<(), crate::app::Internal> {
+    eph.delete_owner(&user_index(user_id)).await?;
+    for family in db.revoke_user_refresh_tokens(user_id).await? {
+        eph.delete_owner(&format!("family:{family}")).await?;
+    }
+    Ok(())
+}

@@ -39,7 +39,9 @@ fn csrf(c: &Current) -> String {
 pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let locale = Locale::negotiate(None, &headers);
     match state.current_session(&headers).await {
-        Ok(Some(c)) => page(&state, &c, locale, Vec::new()).await.unwrap_or_else(|e| internal(&state, locale, e)),
+        Ok(Some(c)) => page(&state, &c, locale, Vec::new())
+            .await
+            .unwrap_or_else(|e| internal(&state, locale, e)),
         Ok(None) => signin_first(&state, locale),
         Err(e) => internal(&state, locale, e.into()),
     }
@@ -53,24 +55,70 @@ pub async fn change_password(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let Some(current) = state.current_session(&headers).await? else { return Ok(signin_first(&state, locale)) };
+        let Some(current) = state.current_session(&headers).await? else {
+            return Ok(signin_first(&state, locale));
+        };
         if !ct_eq(form.csrf_token.as_bytes(), csrf(&current).as_bytes()) {
-            return page(&state, &current, locale, vec![crate::web::templates::text(locale, "login.csrf")]).await;
+            return page(
+                &state,
+                &current,
+                locale,
+                vec![crate::web::templates::text(locale, "login.csrf")],
+            )
+            .await;
         }
-        let user = state.db.user_by_id(&current.session.user_id).await?.ok_or(Internal::Gone)?;
+        let user = state
+            .db
+            .user_by_id(&current.session.user_id)
+            .await?
+            .ok_or(Internal::Gone)?;
         let identifier = user.username.to_string();
         if let Gate::Wait(s) = state.account_gate(&identifier).await? {
-            return page(&state, &current, locale, vec![text_n(locale, "throttle.wait", s as i64)]).await;
+            return page(
+                &state,
+                &current,
+                locale,
+                vec![text_n(locale, "throttle.wait", s as i64)],
+            )
+            .await;
         }
-        let same_user = crate::domain::Username::parse(&form.username).is_ok_and(|u| u == user.username);
-        let old_ok = matches!(state.passwords.verify(user.password_hash.as_deref(), &form.old_password).await, Verified::Yes(_));
+        let same_user =
+            crate::domain::Username::parse(&form.username).is_ok_and(|u| u == user.username);
+        let old_ok = matches!(
+            state
+                .passwords
+                .verify(user.password_hash.as_deref(), &form.old_password)
+                .await,
+            Verified::Yes(_)
+        );
         if !(same_user && old_ok) {
             state.account_failed(&identifier).await?;
-            state.address_count("login", &peer.ip().to_string(), crate::login::throttle::LOGIN_FAILURES_PER_ADDRESS).await?;
-            return page(&state, &current, locale, vec![crate::web::templates::text(locale, "change.wrong_old")]).await;
+            state
+                .address_count(
+                    "login",
+                    &peer.ip().to_string(),
+                    crate::login::throttle::LOGIN_FAILURES_PER_ADDRESS,
+                )
+                .await?;
+            return page(
+                &state,
+                &current,
+                locale,
+                vec![crate::web::templates::text(locale, "change.wrong_old")],
+            )
+            .await;
         }
         state.account_succeeded(&identifier).await?;
-        match state.set_password(&user, &form.new_password, &form.new_password_confirm, "password_changed", locale).await? {
+        match state
+            .set_password(
+                &user,
+                &form.new_password,
+                &form.new_password_confirm,
+                "password_changed",
+                locale,
+            )
+            .await?
+        {
             Ok(()) => Ok(done(&state, locale, "change.done", None)),
             Err(v) => page(&state, &current, locale, password::messages(locale, &v)).await,
         }
@@ -78,9 +126,22 @@ pub async fn change_password(
     result.await.unwrap_or_else(|e| internal(&state, locale, e))
 }
 
-async fn page(state: &AppState, c: &Current, locale: Locale, errors: Vec<String>) -> Result<Response, Internal> {
-    let user = state.db.user_by_id(&c.session.user_id).await?.ok_or(Internal::Gone)?;
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+async fn page(
+    state: &AppState,
+    c: &Current,
+    locale: Locale,
+    errors: Vec<String>,
+) -> Result<Response, Internal> {
+    let user = state
+        .db
+        .user_by_id(&c.session.user_id)
+        .await?
+        .ok_or(Internal::Gone)?;
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     let html = state.pages.render(
         "account.html",
         locale,
@@ -97,16 +158,31 @@ async fn page(state: &AppState, c: &Current, locale: Locale, errors: Vec<String>
 }
 
 /// The confirmation page shared by every password flow.
-pub fn done(state: &AppState, locale: Locale, message: &str, continue_url: Option<String>) -> Response {
-    let html = state.pages.render("password_done.html", locale, context! { message => message, continue_url => continue_url });
+pub fn done(
+    state: &AppState,
+    locale: Locale,
+    message: &str,
+    continue_url: Option<String>,
+) -> Response {
+    let html = state.pages.render(
+        "password_done.html",
+        locale,
+        context! { message => message, continue_url => continue_url },
+    );
     Page::ok(html).into_response()
 }
 
 fn signin_first(state: &AppState, locale: Locale) -> Response {
-    state.pages.error_page(locale, "account.signin_first", StatusCode::UNAUTHORIZED).into_response()
+    state
+        .pages
+        .error_page(locale, "account.signin_first", StatusCode::UNAUTHORIZED)
+        .into_response()
 }
 
 pub fn internal(state: &AppState, locale: Locale, e: Internal) -> Response {
     tracing::error!(error = %e, "account page failed");
-    state.pages.error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR).into_response()
+    state
+        .pages
+        .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
+        .into_response()
 }

@@ -32,10 +32,16 @@ impl AppState {
             violations.push(Violation::Mismatch);
         }
         if violations.is_empty() && policy.history > 0 {
-            let mut previous = self.db.password_history(&user.id, policy.history.saturating_sub(1)).await?;
+            let mut previous = self
+                .db
+                .password_history(&user.id, policy.history.saturating_sub(1))
+                .await?;
             previous.extend(user.password_hash.clone());
             for hash in &previous {
-                if matches!(self.passwords.verify(Some(hash), new).await, Verified::Yes(_)) {
+                if matches!(
+                    self.passwords.verify(Some(hash), new).await,
+                    Verified::Yes(_)
+                ) {
                     violations.push(Violation::Reused(policy.history));
                     break;
                 }
@@ -45,22 +51,32 @@ impl AppState {
             return Ok(Err(violations));
         }
         let hash = self.passwords.hash(new).await?;
-        self.db.change_password(&user.id, &hash, false, policy.history).await?;
-        self.db.audit(AuditEvent { event, user_id: Some(&user.id), ..Default::default() }).await?;
+        self.db
+            .change_password(&user.id, &hash, false, policy.history)
+            .await?;
+        self.db
+            .audit(AuditEvent {
+                event,
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
         let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
         self.mailer
-            .send(&self.db, &user.email, locale, Kind::PasswordChanged, context! { username => user.username.to_string(), when => when })
+            .send(
+                &self.db,
+                &user.email,
+                locale,
+                Kind::PasswordChanged,
+                context! { username => user.username.to_string(), when => when },
+            )
             .await?;
         Ok(Ok(()))
     }
 
     /// Ends every SSO session and refresh token of an account (reset, disable).
     pub async fn end_all_sessions(&self, user_id: &str) -> Result<(), Internal> {
-        self.eph.delete_owner(&format!("user:{user_id}")).await?;
-        for family in self.db.revoke_user_refresh_tokens(user_id).await? {
-            self.eph.delete_owner(&format!("family:{family}")).await?;
-        }
-        Ok(())
+        crate::session::end_all(&self.db, &self.eph, user_id).await
     }
 }
 

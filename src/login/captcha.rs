@@ -34,12 +34,20 @@ fn key(id: &str) -> String {
     format!("captcha:{id}")
 }
 
-const WORDS_FR: [&str; 10] = ["zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf"];
-const WORDS_EN: [&str; 10] = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"];
+const WORDS_FR: [&str; 10] = [
+    "zéro", "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf",
+];
+const WORDS_EN: [&str; 10] = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+];
 
 impl AppState {
     /// A new challenge (`None` when `captcha = "off"`); `text` asks a question instead of an image.
-    pub async fn new_captcha(&self, locale: Locale, text: bool) -> Result<Option<Challenge>, Internal> {
+    pub async fn new_captcha(
+        &self,
+        locale: Locale,
+        text: bool,
+    ) -> Result<Option<Challenge>, Internal> {
         if self.settings.captcha == CaptchaMode::Off {
             return Ok(None);
         }
@@ -48,10 +56,23 @@ impl AppState {
             let b = crate::crypto::random_bytes::<2>();
             let (x, y) = ((b[0] % 10) as usize, (b[1] % 10) as usize);
             let q = match locale {
-                Locale::Fr => format!("Combien font {} plus {} ? Répondez en chiffres.", WORDS_FR[x], WORDS_FR[y]),
-                Locale::En => format!("What is {} plus {}? Answer in digits.", WORDS_EN[x], WORDS_EN[y]),
+                Locale::Fr => format!(
+                    "Combien font {} plus {} ? Répondez en chiffres.",
+                    WORDS_FR[x], WORDS_FR[y]
+                ),
+                Locale::En => format!(
+                    "What is {} plus {}? Answer in digits.",
+                    WORDS_EN[x], WORDS_EN[y]
+                ),
             };
-            ((x + y).to_string(), Challenge { id: id.clone(), image: None, question: Some(q) })
+            (
+                (x + y).to_string(),
+                Challenge {
+                    id: id.clone(),
+                    image: None,
+                    question: Some(q),
+                },
+            )
         } else {
             // The captcha crate's generator is !Send: build it on a blocking thread.
             let made = tokio::task::spawn_blocking(|| {
@@ -71,8 +92,18 @@ impl AppState {
                 tracing::error!("captcha generation failed");
                 return Ok(None);
             };
-            let data = format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(png));
-            (answer.to_lowercase(), Challenge { id: id.clone(), image: Some(data), question: None })
+            let data = format!(
+                "data:image/png;base64,{}",
+                base64::engine::general_purpose::STANDARD.encode(png)
+            );
+            (
+                answer.to_lowercase(),
+                Challenge {
+                    id: id.clone(),
+                    image: Some(data),
+                    question: None,
+                },
+            )
         };
         self.eph.put(&key(&id), &answer, TTL).await?;
         Ok(Some(challenge))

@@ -58,7 +58,16 @@ pub async fn show(
         let user_id = i.must_change.clone().ok_or(Halt::Expired)?;
         let user = state.db.user_by_id(&user_id).await?.ok_or(Halt::Expired)?;
         let text_captcha = choice.captcha.as_deref() == Some("text");
-        form_page(&state, &uid, &i, user.username.as_str(), Vec::new(), text_captcha).await.map_err(Halt::from)
+        form_page(
+            &state,
+            &uid,
+            &i,
+            user.username.as_str(),
+            Vec::new(),
+            text_captcha,
+        )
+        .await
+        .map_err(Halt::from)
     };
     result.await.unwrap_or_else(|h| h.respond(&state, locale))
 }
@@ -81,7 +90,11 @@ pub async fn submit(
         let l = i.locale;
         let retry = |errors: Vec<String>| {
             let (state, uid, i, name) = (&state, &uid, &i, user.username.to_string());
-            async move { form_page(state, uid, i, &name, errors, false).await.map(|r| r.into_response()) }
+            async move {
+                form_page(state, uid, i, &name, errors, false)
+                    .await
+                    .map(|r| r.into_response())
+            }
         };
         if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
             return Ok(retry(vec![text(l, "captcha.wrong")]).await?);
@@ -91,26 +104,52 @@ pub async fn submit(
             return Ok(retry(vec![text_n(l, "throttle.wait", s as i64)]).await?);
         }
         let same = Username::parse(&form.username).is_ok_and(|u| u == user.username);
-        let old_ok = matches!(state.passwords.verify(user.password_hash.as_deref(), &form.old_password).await, Verified::Yes(_));
+        let old_ok = matches!(
+            state
+                .passwords
+                .verify(user.password_hash.as_deref(), &form.old_password)
+                .await,
+            Verified::Yes(_)
+        );
         if !(same && old_ok) {
             state.account_failed(&identifier).await?;
-            state.address_count("login", &peer.ip().to_string(), LOGIN_FAILURES_PER_ADDRESS).await?;
+            state
+                .address_count("login", &peer.ip().to_string(), LOGIN_FAILURES_PER_ADDRESS)
+                .await?;
             return Ok(retry(vec![text(l, "change.wrong_old")]).await?);
         }
-        if let Err(v) = state.set_password(&user, &form.new_password, &form.new_password_confirm, "password_changed_at_sign_in", l).await? {
+        if let Err(v) = state
+            .set_password(
+                &user,
+                &form.new_password,
+                &form.new_password_confirm,
+                "password_changed_at_sign_in",
+                l,
+            )
+            .await?
+        {
             return Ok(retry(messages(l, &v)).await?);
         }
         // Signed in now: the confirmation page leads back into the pending request.
-        let (_, cookie) = state.start_session(&user.id, vec!["pwd".into()], ACR_PASSWORD).await?;
+        let (_, cookie) = state
+            .start_session(&user.id, vec!["pwd".into()], ACR_PASSWORD)
+            .await?;
         i.must_change = None;
         i.user_id = Some(user.id.clone());
         let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
         state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
-        let mut res = crate::account::done(&state, l, "change.done", Some(format!("/interaction/{uid}")));
+        let mut res = crate::account::done(
+            &state,
+            l,
+            "change.done",
+            Some(format!("/interaction/{uid}")),
+        );
         res.headers_mut().append(header::SET_COOKIE, cookie);
         Ok(res)
     };
-    result.await.unwrap_or_else(|h: Halt| h.respond(&state, locale))
+    result
+        .await
+        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
 }
 
 async fn form_page(
@@ -122,12 +161,16 @@ async fn form_page(
     text_captcha: bool,
 ) -> Result<Response, Internal> {
     let captcha = state.new_captcha(i.locale, text_captcha).await?;
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     let html = state.pages.render(
         "password_change.html",
         i.locale,
         context! {
-            title => "expired.title",
+            heading => "expired.title",
             warning => true,
             errors => errors,
             action => format!("/interaction/{uid}/password"),

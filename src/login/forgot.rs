@@ -68,10 +68,16 @@ fn latest_key(user_id: &str) -> String {
     format!("reset_user:{user_id}")
 }
 
-pub async fn show(State(state): State<AppState>, headers: HeaderMap, Query(choice): Query<CaptchaChoice>) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Query(choice): Query<CaptchaChoice>,
+) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let text_captcha = choice.captcha.as_deref() == Some("text");
-    forgot_page(&state, locale, "", None, text_captcha, StatusCode::OK).await.unwrap_or_else(|e| internal(&state, locale, e))
+    forgot_page(&state, locale, "", None, text_captcha, StatusCode::OK)
+        .await
+        .unwrap_or_else(|e| internal(&state, locale, e))
 }
 
 pub async fn submit(
@@ -83,17 +89,46 @@ pub async fn submit(
     let locale = Locale::negotiate(None, &headers);
     let result = async {
         let address = peer.ip().to_string();
-        if let Gate::Wait(s) = state.address_gate("forgot", &address, FORGOT_PER_ADDRESS).await? {
+        if let Gate::Wait(s) = state
+            .address_gate("forgot", &address, FORGOT_PER_ADDRESS)
+            .await?
+        {
             let msg = text_n(locale, "throttle.wait", s as i64);
-            return forgot_page(&state, locale, &form.username, Some(msg), false, StatusCode::TOO_MANY_REQUESTS).await;
+            return forgot_page(
+                &state,
+                locale,
+                &form.username,
+                Some(msg),
+                false,
+                StatusCode::TOO_MANY_REQUESTS,
+            )
+            .await;
         }
-        state.address_count("forgot", &address, FORGOT_PER_ADDRESS).await?;
+        state
+            .address_count("forgot", &address, FORGOT_PER_ADDRESS)
+            .await?;
         if !state.spend_form_token(&form.csrf_token).await? {
-            return forgot_page(&state, locale, &form.username, Some(text(locale, "login.csrf")), false, StatusCode::FORBIDDEN).await;
+            return forgot_page(
+                &state,
+                locale,
+                &form.username,
+                Some(text(locale, "login.csrf")),
+                false,
+                StatusCode::FORBIDDEN,
+            )
+            .await;
         }
         if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
             let msg = text(locale, "captcha.wrong");
-            return forgot_page(&state, locale, &form.username, Some(msg), false, StatusCode::BAD_REQUEST).await;
+            return forgot_page(
+                &state,
+                locale,
+                &form.username,
+                Some(msg),
+                false,
+                StatusCode::BAD_REQUEST,
+            )
+            .await;
         }
         let user = match Username::parse(&form.username) {
             Ok(u) => state.db.user_by_username(&u).await?.filter(|u| !u.disabled),
@@ -102,30 +137,59 @@ pub async fn submit(
         let masked = match &user {
             Some(u) => {
                 send_link(&state, u, locale, &address).await?;
-                state.settings.password.reset_shows_masked_email.then(|| mask(u.email.as_str()))
+                state
+                    .settings
+                    .password
+                    .reset_shows_masked_email
+                    .then(|| mask(u.email.as_str()))
             }
             None => None,
         };
-        let html = state.pages.render("forgot_sent.html", locale, context! { masked_email => masked });
+        let html = state.pages.render(
+            "forgot_sent.html",
+            locale,
+            context! { masked_email => masked },
+        );
         Ok(Page::ok(html).into_response())
     };
     result.await.unwrap_or_else(|e| internal(&state, locale, e))
 }
 
-async fn send_link(state: &AppState, user: &User, locale: Locale, address: &str) -> Result<(), Internal> {
+async fn send_link(
+    state: &AppState,
+    user: &User,
+    locale: Locale,
+    address: &str,
+) -> Result<(), Internal> {
     let token = random_token();
-    let minutes = state.settings.password.reset_link_minutes;
-    let ttl = Duration::from_secs(minutes * 60);
-    let grant = ResetGrant { user_id: user.id.clone(), expires_at: state.now() + ttl.as_secs() as i64 };
+    let seconds = state.settings.password.reset_link_seconds.max(1);
+    let minutes = seconds.div_ceil(60);
+    let ttl = Duration::from_secs(seconds);
+    let grant = ResetGrant {
+        user_id: user.id.clone(),
+        expires_at: state.now() + ttl.as_secs() as i64,
+    };
     state.eph.put_json(&reset_key(&token), &grant, ttl).await?;
     // Only the latest link counts: an older one, even unexpired, is void.
-    state.eph.put(&latest_key(&user.id), &token_hash(&token), ttl).await?;
+    state
+        .eph
+        .put(&latest_key(&user.id), &token_hash(&token), ttl)
+        .await?;
     let link = format!("{}/password/reset/{token}", state.issuer());
-    let ctx = context! { username => user.username.to_string(), link => link, valid_minutes => minutes };
-    state.mailer.send(&state.db, &user.email, locale, Kind::PasswordResetLink, ctx).await?;
+    let ctx =
+        context! { username => user.username.to_string(), link => link, valid_minutes => minutes };
+    state
+        .mailer
+        .send(&state.db, &user.email, locale, Kind::PasswordResetLink, ctx)
+        .await?;
     state
         .db
-        .audit(AuditEvent { event: "password_reset_requested", user_id: Some(&user.id), ip: Some(address.to_owned()), ..Default::default() })
+        .audit(AuditEvent {
+            event: "password_reset_requested",
+            user_id: Some(&user.id),
+            ip: Some(address.to_owned()),
+            ..Default::default()
+        })
         .await?;
     Ok(())
 }
@@ -143,12 +207,21 @@ fn mask(email: &str) -> String {
 
 /// The live grant of `token`, if it is the latest link of its account.
 async fn live_grant(state: &AppState, token: &str) -> Result<Option<ResetGrant>, Internal> {
-    let Some(grant) = state.eph.get_json::<ResetGrant>(&reset_key(token)).await? else { return Ok(None) };
+    let Some(grant) = state.eph.get_json::<ResetGrant>(&reset_key(token)).await? else {
+        return Ok(None);
+    };
     let latest = state.eph.get(&latest_key(&grant.user_id)).await?;
-    Ok((latest.as_deref() == Some(token_hash(token).as_str()) && grant.expires_at > state.now()).then_some(grant))
+    Ok(
+        (latest.as_deref() == Some(token_hash(token).as_str()) && grant.expires_at > state.now())
+            .then_some(grant),
+    )
 }
 
-pub async fn show_reset(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+pub async fn show_reset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
         if live_grant(&state, &token).await?.is_none() {
@@ -159,22 +232,56 @@ pub async fn show_reset(State(state): State<AppState>, headers: HeaderMap, Path(
     result.await.unwrap_or_else(|e| internal(&state, locale, e))
 }
 
-pub async fn reset(State(state): State<AppState>, headers: HeaderMap, Path(token): Path<String>, Form(form): Form<ResetForm>) -> Response {
+pub async fn reset(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Form(form): Form<ResetForm>,
+) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
         if !state.spend_form_token(&form.csrf_token).await? {
-            return reset_page(&state, locale, &token, &form.username, vec![text(locale, "login.csrf")]).await;
+            return reset_page(
+                &state,
+                locale,
+                &token,
+                &form.username,
+                vec![text(locale, "login.csrf")],
+            )
+            .await;
         }
-        let Some(grant) = live_grant(&state, &token).await? else { return Ok(invalid(&state, locale)) };
-        let user = state.db.user_by_id(&grant.user_id).await?.ok_or(Internal::Gone)?;
+        let Some(grant) = live_grant(&state, &token).await? else {
+            return Ok(invalid(&state, locale));
+        };
+        let user = state
+            .db
+            .user_by_id(&grant.user_id)
+            .await?
+            .ok_or(Internal::Gone)?;
         if Username::parse(&form.username).ok().as_ref() != Some(&user.username) {
-            return reset_page(&state, locale, &token, &form.username, vec![text(locale, "reset.wrong_username")]).await;
+            return reset_page(
+                &state,
+                locale,
+                &token,
+                &form.username,
+                vec![text(locale, "reset.wrong_username")],
+            )
+            .await;
         }
         // Spend the link first: of two submissions racing, only one changes the password.
         if state.eph.take(&reset_key(&token)).await?.is_none() {
             return Ok(invalid(&state, locale));
         }
-        match state.set_password(&user, &form.new_password, &form.new_password_confirm, "password_reset", locale).await? {
+        match state
+            .set_password(
+                &user,
+                &form.new_password,
+                &form.new_password_confirm,
+                "password_reset",
+                locale,
+            )
+            .await?
+        {
             Ok(()) => {
                 state.eph.delete(&latest_key(&user.id)).await?;
                 state.end_all_sessions(&user.id).await?;
@@ -184,7 +291,10 @@ pub async fn reset(State(state): State<AppState>, headers: HeaderMap, Path(token
             Err(v) => {
                 // The link stays usable for a corrected attempt, until its own expiry.
                 let left = (grant.expires_at - state.now()).max(1) as u64;
-                state.eph.put_json(&reset_key(&token), &grant, Duration::from_secs(left)).await?;
+                state
+                    .eph
+                    .put_json(&reset_key(&token), &grant, Duration::from_secs(left))
+                    .await?;
                 reset_page(&state, locale, &token, &form.username, messages(locale, &v)).await
             }
         }
@@ -193,7 +303,10 @@ pub async fn reset(State(state): State<AppState>, headers: HeaderMap, Path(token
 }
 
 fn invalid(state: &AppState, locale: Locale) -> Response {
-    state.pages.error_page(locale, "reset.invalid", StatusCode::BAD_REQUEST).into_response()
+    state
+        .pages
+        .error_page(locale, "reset.invalid", StatusCode::BAD_REQUEST)
+        .into_response()
 }
 
 async fn forgot_page(
@@ -218,8 +331,18 @@ async fn forgot_page(
     Ok(Page::ok(html).with_status(status).into_response())
 }
 
-async fn reset_page(state: &AppState, locale: Locale, token: &str, username: &str, errors: Vec<String>) -> Result<Response, Internal> {
-    let status = if errors.is_empty() { StatusCode::OK } else { StatusCode::BAD_REQUEST };
+async fn reset_page(
+    state: &AppState,
+    locale: Locale,
+    token: &str,
+    username: &str,
+    errors: Vec<String>,
+) -> Result<Response, Internal> {
+    let status = if errors.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
     let html = state.pages.render(
         "reset.html",
         locale,
@@ -238,7 +361,10 @@ async fn reset_page(state: &AppState, locale: Locale, token: &str, username: &st
 mod tests {
     #[test]
     fn masks_like_the_guide() {
-        assert_eq!(super::mask("jean.dupont@hopital.fr"), "j*********t@hopital.fr");
+        assert_eq!(
+            super::mask("jean.dupont@hopital.fr"),
+            "j*********t@hopital.fr"
+        );
         assert_eq!(super::mask("jo@x.fr"), "**@x.fr");
     }
 }

@@ -11,11 +11,18 @@ const TTL: Duration = Duration::from_secs(30 * 60);
 impl AppState {
     pub async fn new_form_token(&self) -> Result<String, Internal> {
         let t = random_token();
-        self.eph.put(&format!("form:{}", token_hash(&t)), "1", TTL).await?;
+        self.eph
+            .put(&format!("form:{}", token_hash(&t)), "1", TTL)
+            .await?;
         Ok(t)
     }
 
     pub async fn spend_form_token(&self, token: &str) -> Result<bool, Internal> {
-        Ok(!token.is_empty() && self.eph.take(&format!("form:{}", token_hash(token))).await?.is_some())
+        Ok(!token.is_empty()
+            && self
+                .eph
+                .take(&format!("form:{}", token_hash(token)))
+                .await?
+                .is_some())
     }
 }

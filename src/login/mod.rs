@@ -131,11 +131,16 @@ async fn resume(
         .await?
         .filter(|c| Some(&c.session.user_id) == i.user_id.as_ref())
         .ok_or(Halt::Expired)?;
-    if state.needs_consent(client, &current.session.user_id, &i.request).await? {
+    if state
+        .needs_consent(client, &current.session.user_id, &i.request)
+        .await?
+    {
         return Ok(consent_page(state, uid, &i, client).into_response());
     }
     state.eph.delete(&interaction_key(uid)).await?;
-    Ok(see_other(&state.issue_code(&i.request, &mut current).await?))
+    Ok(see_other(
+        &state.issue_code(&i.request, &mut current).await?,
+    ))
 }
 
 /// What a sign-in attempt came to.
@@ -161,24 +166,46 @@ pub async fn password_login(
         Err(h) => return h.respond(&state, locale),
     };
     let page = |i: &Interaction, error: String, status: StatusCode| {
-        login_page_text(&state, &uid, i, &client, &form.username, Some(error)).with_status(status).into_response()
+        login_page_text(&state, &uid, i, &client, &form.username, Some(error))
+            .with_status(status)
+            .into_response()
     };
     let l = interaction.locale;
     if !ct_eq(form.csrf_token.as_bytes(), interaction.csrf.as_bytes()) {
         return page(&interaction, text(l, "login.csrf"), StatusCode::FORBIDDEN);
     }
-    match sign_in(&state, &peer.ip().to_string(), &form.username, &form.password).await {
+    match sign_in(
+        &state,
+        &peer.ip().to_string(),
+        &form.username,
+        &form.password,
+    )
+    .await
+    {
         Ok(SignIn::Ok(user_id)) => finish_login(&state, &uid, interaction, &client, &user_id).await,
         Ok(SignIn::MustChange(user_id)) => {
             interaction.must_change = Some(user_id);
-            let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
-            match state.eph.put_json(&interaction_key(&uid), &interaction, ttl).await {
+            let ttl =
+                std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+            match state
+                .eph
+                .put_json(&interaction_key(&uid), &interaction, ttl)
+                .await
+            {
                 Ok(()) => see_other(&format!("/interaction/{uid}/password")),
                 Err(e) => Halt::Internal(e.into()).respond(&state, l),
             }
         }
-        Ok(SignIn::Failed) => page(&interaction, text(l, "login.failed"), StatusCode::UNAUTHORIZED),
-        Ok(SignIn::Throttled(s)) => page(&interaction, text_n(l, "throttle.wait", s as i64), StatusCode::TOO_MANY_REQUESTS),
+        Ok(SignIn::Failed) => page(
+            &interaction,
+            text(l, "login.failed"),
+            StatusCode::UNAUTHORIZED,
+        ),
+        Ok(SignIn::Throttled(s)) => page(
+            &interaction,
+            text_n(l, "throttle.wait", s as i64),
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
         Err(e) => Halt::Internal(e).respond(&state, l),
     }
 }
@@ -186,10 +213,21 @@ pub async fn password_login(
 /// Checks the credentials; the same answer and the same cost whether the account is
 /// unknown, disabled or the password wrong. Failures are throttled per identifier (as
 /// typed, so unknown ones behave like real ones) and per client address.
-async fn sign_in(state: &AppState, address: &str, username: &str, password: &str) -> Result<SignIn, Internal> {
+async fn sign_in(
+    state: &AppState,
+    address: &str,
+    username: &str,
+    password: &str,
+) -> Result<SignIn, Internal> {
     let parsed = Username::parse(username);
-    let identifier = parsed.as_ref().map(|u| u.to_string()).unwrap_or_else(|_| username.trim().to_lowercase());
-    if let Gate::Wait(s) = state.address_gate("login", address, LOGIN_FAILURES_PER_ADDRESS).await? {
+    let identifier = parsed
+        .as_ref()
+        .map(|u| u.to_string())
+        .unwrap_or_else(|_| username.trim().to_lowercase());
+    if let Gate::Wait(s) = state
+        .address_gate("login", address, LOGIN_FAILURES_PER_ADDRESS)
+        .await?
+    {
         return Ok(SignIn::Throttled(s));
     }
     if let Gate::Wait(s) = state.account_gate(&identifier).await? {
@@ -199,12 +237,20 @@ async fn sign_in(state: &AppState, address: &str, username: &str, password: &str
         Ok(u) => state.db.user_by_username(u).await?,
         Err(_) => None,
     };
-    let verified = state.passwords.verify(user.as_ref().and_then(|u| u.password_hash.as_deref()), password).await;
+    let verified = state
+        .passwords
+        .verify(
+            user.as_ref().and_then(|u| u.password_hash.as_deref()),
+            password,
+        )
+        .await;
     let now = state.now();
     let p = &state.settings.password;
     let outcome = match (&user, verified) {
         (Some(u), Verified::Yes(_)) if u.disabled => ("login_refused_disabled", None),
-        (Some(u), Verified::Yes(_)) if u.temporary_password_lapsed(now, p.temporary_validity_days) => {
+        (Some(u), Verified::Yes(_))
+            if u.temporary_password_lapsed(now, p.temporary_validity_days) =>
+        {
             ("login_refused_temporary_lapsed", None)
         }
         (Some(u), Verified::Yes(rehash)) => {
@@ -213,7 +259,10 @@ async fn sign_in(state: &AppState, address: &str, username: &str, password: &str
             }
             state.account_succeeded(&identifier).await?;
             if u.must_change_password(now, p.max_age_days) {
-                ("login_must_change_password", Some(SignIn::MustChange(u.id.clone())))
+                (
+                    "login_must_change_password",
+                    Some(SignIn::MustChange(u.id.clone())),
+                )
             } else {
                 ("login_ok", Some(SignIn::Ok(u.id.clone())))
             }
@@ -226,14 +275,18 @@ async fn sign_in(state: &AppState, address: &str, username: &str, password: &str
             event: outcome.0,
             user_id: user.as_ref().map(|u| u.id.as_str()),
             ip: Some(address.to_owned()),
-            detail: user.is_none().then(|| serde_json::json!({ "reason": "unknown identifier" })),
+            detail: user
+                .is_none()
+                .then(|| serde_json::json!({ "reason": "unknown identifier" })),
             ..Default::default()
         })
         .await?;
     if let Some(ok) = outcome.1 {
         return Ok(ok);
     }
-    state.address_count("login", address, LOGIN_FAILURES_PER_ADDRESS).await?;
+    state
+        .address_count("login", address, LOGIN_FAILURES_PER_ADDRESS)
+        .await?;
     Ok(match state.account_failed(&identifier).await? {
         Gate::Wait(s) => SignIn::Throttled(s),
         Gate::Open => SignIn::Failed,

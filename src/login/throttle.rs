@@ -46,7 +46,11 @@ fn delay_after(consecutive: u64) -> u64 {
 impl AppState {
     /// Before checking a password for `identifier`.
     pub async fn account_gate(&self, identifier: &str) -> Result<Gate, Internal> {
-        let until = self.eph.get(&format!("lock:{identifier}")).await?.and_then(|v| v.parse::<i64>().ok());
+        let until = self
+            .eph
+            .get(&format!("lock:{identifier}"))
+            .await?
+            .and_then(|v| v.parse::<i64>().ok());
         Ok(match until {
             Some(t) if t > self.now() => Gate::Wait((t - self.now()) as u64),
             _ => Gate::Open,
@@ -55,14 +59,30 @@ impl AppState {
 
     /// After a wrong password (or unknown identifier): returns the wait now imposed.
     pub async fn account_failed(&self, identifier: &str) -> Result<Gate, Internal> {
-        let consecutive = self.eph.incr(&format!("fails:run:{identifier}"), DAY).await?;
-        let today = self.eph.incr(&format!("fails:day:{identifier}"), DAY).await?;
-        let wait = if today >= DAILY_FAILURES { DAY.as_secs() } else { delay_after(consecutive) };
+        let consecutive = self
+            .eph
+            .incr(&format!("fails:run:{identifier}"), DAY)
+            .await?;
+        let today = self
+            .eph
+            .incr(&format!("fails:day:{identifier}"), DAY)
+            .await?;
+        let wait = if today >= DAILY_FAILURES {
+            DAY.as_secs()
+        } else {
+            delay_after(consecutive)
+        };
         if wait == 0 {
             return Ok(Gate::Open);
         }
         let until = self.now() + wait as i64;
-        self.eph.put(&format!("lock:{identifier}"), &until.to_string(), Duration::from_secs(wait)).await?;
+        self.eph
+            .put(
+                &format!("lock:{identifier}"),
+                &until.to_string(),
+                Duration::from_secs(wait),
+            )
+            .await?;
         Ok(Gate::Wait(wait))
     }
 
@@ -80,14 +100,35 @@ impl AppState {
     }
 
     /// Whether `address` is still under `limit` for `action` (read only).
-    pub async fn address_gate(&self, action: &str, address: &str, limit: (u64, Duration)) -> Result<Gate, Internal> {
-        let n = self.eph.get(&format!("addr:{action}:{address}")).await?.and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-        Ok(if n >= limit.0 { Gate::Wait(limit.1.as_secs()) } else { Gate::Open })
+    pub async fn address_gate(
+        &self,
+        action: &str,
+        address: &str,
+        limit: (u64, Duration),
+    ) -> Result<Gate, Internal> {
+        let n = self
+            .eph
+            .get(&format!("addr:{action}:{address}"))
+            .await?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        Ok(if n >= limit.0 {
+            Gate::Wait(limit.1.as_secs())
+        } else {
+            Gate::Open
+        })
     }
 
     /// Counts one more `action` for `address` in its window.
-    pub async fn address_count(&self, action: &str, address: &str, limit: (u64, Duration)) -> Result<(), Internal> {
-        self.eph.incr(&format!("addr:{action}:{address}"), limit.1).await?;
+    pub async fn address_count(
+        &self,
+        action: &str,
+        address: &str,
+        limit: (u64, Duration),
+    ) -> Result<(), Internal> {
+        self.eph
+            .incr(&format!("addr:{action}:{address}"), limit.1)
+            .await?;
         Ok(())
     }
 }

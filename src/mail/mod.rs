@@ -19,14 +19,38 @@ use crate::web::templates::text;
 
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/mail/base.html")),
-    ("fr/account_created.txt", include_str!("../../templates/mail/fr/account_created.txt")),
-    ("fr/password_reset_by_operator.txt", include_str!("../../templates/mail/fr/password_reset_by_operator.txt")),
-    ("fr/password_changed.txt", include_str!("../../templates/mail/fr/password_changed.txt")),
-    ("fr/password_reset_link.txt", include_str!("../../templates/mail/fr/password_reset_link.txt")),
-    ("en/account_created.txt", include_str!("../../templates/mail/en/account_created.txt")),
-    ("en/password_reset_by_operator.txt", include_str!("../../templates/mail/en/password_reset_by_operator.txt")),
-    ("en/password_changed.txt", include_str!("../../templates/mail/en/password_changed.txt")),
-    ("en/password_reset_link.txt", include_str!("../../templates/mail/en/password_reset_link.txt")),
+    (
+        "fr/account_created.txt",
+        include_str!("../../templates/mail/fr/account_created.txt"),
+    ),
+    (
+        "fr/password_reset_by_operator.txt",
+        include_str!("../../templates/mail/fr/password_reset_by_operator.txt"),
+    ),
+    (
+        "fr/password_changed.txt",
+        include_str!("../../templates/mail/fr/password_changed.txt"),
+    ),
+    (
+        "fr/password_reset_link.txt",
+        include_str!("../../templates/mail/fr/password_reset_link.txt"),
+    ),
+    (
+        "en/account_created.txt",
+        include_str!("../../templates/mail/en/account_created.txt"),
+    ),
+    (
+        "en/password_reset_by_operator.txt",
+        include_str!("../../templates/mail/en/password_reset_by_operator.txt"),
+    ),
+    (
+        "en/password_changed.txt",
+        include_str!("../../templates/mail/en/password_changed.txt"),
+    ),
+    (
+        "en/password_reset_link.txt",
+        include_str!("../../templates/mail/en/password_reset_link.txt"),
+    ),
 ];
 
 /// The mails Sésame sends.
@@ -64,29 +88,56 @@ impl Mailer {
         let mut env = Environment::new();
         env.set_auto_escape_callback(minijinja::default_auto_escape_callback);
         for (name, src) in TEMPLATES {
-            env.add_template(name, src).expect("embedded mail templates compile");
+            env.add_template(name, src)
+                .expect("embedded mail templates compile");
         }
-        Self { env: std::sync::Arc::new(env), branding: branding.clone() }
+        Self {
+            env: std::sync::Arc::new(env),
+            branding: branding.clone(),
+        }
     }
 
     /// Renders a mail and puts it in the outbox; it is sent by the worker.
-    pub async fn send(&self, db: &Db, to: &Email, locale: Locale, kind: Kind, ctx: Value) -> Result<(), DbError> {
+    pub async fn send(
+        &self,
+        db: &Db,
+        to: &Email,
+        locale: Locale,
+        kind: Kind,
+        ctx: Value,
+    ) -> Result<(), DbError> {
         let (subject, text_body, html_body) = self.render(locale, kind, ctx);
-        db.enqueue_mail(NewMail { to_addr: to.as_str(), subject: &subject, text_body: &text_body, html_body: &html_body }).await
+        db.enqueue_mail(NewMail {
+            to_addr: to.as_str(),
+            subject: &subject,
+            text_body: &text_body,
+            html_body: &html_body,
+        })
+        .await
     }
 
     fn render(&self, locale: Locale, kind: Kind, ctx: Value) -> (String, String, String) {
         let ctx = context! { brand => Value::from(minijinja::value::Serde(self.branding.clone())), locale => locale.as_str(), ..ctx };
-        let subject = format!("{} – {}", self.branding.name, text(locale, &format!("mail.{}.subject", kind.name())));
+        let subject = format!(
+            "{} – {}",
+            self.branding.name,
+            text(locale, &format!("mail.{}.subject", kind.name()))
+        );
         let name = format!("{}/{}.txt", locale.as_str(), kind.name());
-        let body = self.env.get_template(&name).and_then(|t| t.render(&ctx)).unwrap_or_else(|e| {
-            tracing::error!(template = %name, error = %e, "mail template failed");
-            String::new()
-        });
+        let body = self
+            .env
+            .get_template(&name)
+            .and_then(|t| t.render(&ctx))
+            .unwrap_or_else(|e| {
+                tracing::error!(template = %name, error = %e, "mail template failed");
+                String::new()
+            });
         let html = self
             .env
             .get_template("base.html")
-            .and_then(|t| t.render(context! { body => body.clone(), subject => subject.clone(), ..ctx }))
+            .and_then(|t| {
+                t.render(context! { body => body.clone(), subject => subject.clone(), ..ctx })
+            })
             .unwrap_or_default();
         (subject, body, html)
     }
@@ -102,15 +153,19 @@ enum Transport {
 pub fn spawn_worker(db: Db, settings: MailSettings) -> Result<(), String> {
     let transport = match &settings.smtp_url {
         Some(url) => {
-            let t: AsyncSmtpTransport<Tokio1Executor> = AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
-                .map_err(|e| format!("mail.smtp_url: {e}"))?
-                .timeout(Some(Duration::from_secs(10)))
-                .build();
+            let t: AsyncSmtpTransport<Tokio1Executor> =
+                AsyncSmtpTransport::<Tokio1Executor>::from_url(url)
+                    .map_err(|e| format!("mail.smtp_url: {e}"))?
+                    .timeout(Some(Duration::from_secs(10)))
+                    .build();
             Transport::Smtp(t)
         }
         None => Transport::Folder(settings.outbox_dir.clone()),
     };
-    let from: Mailbox = settings.from.parse().map_err(|e| format!("mail.from: {e}"))?;
+    let from: Mailbox = settings
+        .from
+        .parse()
+        .map_err(|e| format!("mail.from: {e}"))?;
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(settings.poll_seconds.max(1)));
         loop {
@@ -123,7 +178,12 @@ pub fn spawn_worker(db: Db, settings: MailSettings) -> Result<(), String> {
     Ok(())
 }
 
-async fn deliver_due(db: &Db, transport: &Transport, from: &Mailbox, retry: u64) -> Result<(), DbError> {
+async fn deliver_due(
+    db: &Db,
+    transport: &Transport,
+    from: &Mailbox,
+    retry: u64,
+) -> Result<(), DbError> {
     for mail in db.claim_due_mail(20, 120).await? {
         match send_one(transport, from, &mail).await {
             Ok(()) => db.mail_sent(mail.id).await?,
@@ -137,20 +197,34 @@ async fn deliver_due(db: &Db, transport: &Transport, from: &Mailbox, retry: u64)
     Ok(())
 }
 
-async fn send_one(transport: &Transport, from: &Mailbox, mail: &OutgoingMail) -> Result<(), String> {
-    let to: Mailbox = mail.to_addr.parse().map_err(|e| format!("recipient: {e}"))?;
+async fn send_one(
+    transport: &Transport,
+    from: &Mailbox,
+    mail: &OutgoingMail,
+) -> Result<(), String> {
+    let to: Mailbox = mail
+        .to_addr
+        .parse()
+        .map_err(|e| format!("recipient: {e}"))?;
     let message = Message::builder()
         .from(from.clone())
         .to(to)
         .subject(mail.subject.clone())
-        .multipart(MultiPart::alternative_plain_html(mail.text_body.clone(), mail.html_body.clone()))
+        .multipart(MultiPart::alternative_plain_html(
+            mail.text_body.clone(),
+            mail.html_body.clone(),
+        ))
         .map_err(|e| e.to_string())?;
     match transport {
         Transport::Smtp(t) => t.send(message).await.map(drop).map_err(|e| e.to_string()),
         Transport::Folder(dir) => {
-            tokio::fs::create_dir_all(dir).await.map_err(|e| e.to_string())?;
+            tokio::fs::create_dir_all(dir)
+                .await
+                .map_err(|e| e.to_string())?;
             let path = dir.join(format!("{:010}.eml", mail.id));
-            tokio::fs::write(&path, message.formatted()).await.map_err(|e| e.to_string())
+            tokio::fs::write(&path, message.formatted())
+                .await
+                .map_err(|e| e.to_string())
         }
     }
 }

@@ -13,6 +13,8 @@ pub struct OAuthError {
     pub error: &'static str,
     pub description: Cow<'static, str>,
     pub status: StatusCode,
+    /// Seconds for `Retry-After` on 429.
+    pub retry_after: Option<u64>,
 }
 
 impl OAuthError {
@@ -25,6 +27,7 @@ impl OAuthError {
             error,
             description: description.into(),
             status,
+            retry_after: None,
         }
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
@@ -47,6 +50,16 @@ impl OAuthError {
     }
     pub fn unsupported_token_type(d: impl Into<Cow<'static, str>>) -> Self {
         Self::new("unsupported_token_type", StatusCode::BAD_REQUEST, d)
+    }
+    /// Too many failures from this address (RFC 6585), with `Retry-After`.
+    pub fn too_many_requests(retry_after: u64) -> Self {
+        Self {
+            error: "invalid_request",
+            description: format!("too many failed requests; retry after {retry_after} seconds")
+                .into(),
+            status: StatusCode::TOO_MANY_REQUESTS,
+            retry_after: Some(retry_after),
+        }
     }
     /// Our fault, logged by the caller; the client learns nothing more.
     pub fn server_error() -> Self {
@@ -78,6 +91,9 @@ impl IntoResponse for OAuthError {
                 header::WWW_AUTHENTICATE,
                 HeaderValue::from_static("Basic realm=\"sesame\""),
             );
+        }
+        if let Some(secs) = self.retry_after {
+            h.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         res
     }

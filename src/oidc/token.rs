@@ -6,11 +6,12 @@ use std::time::Duration;
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde_json::json;
+use std::net::SocketAddr;
 
 use super::client_auth::authenticate;
 use super::error::OAuthError;
@@ -25,6 +26,7 @@ use crate::crypto::{random_token, token_hash};
 use crate::domain::claims::{self, ClaimsRequest};
 use crate::domain::user::User;
 use crate::domain::{Client, GrantType, Scopes};
+use crate::login::throttle::{Gate, TOKEN_FAILURES_PER_ADDRESS};
 use crate::store::db::audit::AuditEvent;
 use crate::store::db::refresh_tokens::{NewRefreshToken, Spend};
 
@@ -41,8 +43,33 @@ pub struct TokenResponse {
     pub scope: String,
 }
 
-pub async fn token(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
-    match handle(&state, &headers, &body).await {
+pub async fn token(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    // Client-authentication failures are counted per address: guessing secrets is slowed,
+    // valid traffic never is.
+    let address = peer.ip().to_string();
+    match state
+        .address_gate("token", &address, TOKEN_FAILURES_PER_ADDRESS)
+        .await
+    {
+        Ok(Gate::Wait(s)) => return OAuthError::too_many_requests(s).into_response(),
+        Ok(Gate::Open) => {}
+        Err(e) => return OAuthError::from(e).into_response(),
+    }
+    let outcome = handle(&state, &headers, &body).await;
+    if let Err(e) = &outcome
+        && e.error == "invalid_client"
+        && let Err(e) = state
+            .address_count("token", &address, TOKEN_FAILURES_PER_ADDRESS)
+            .await
+    {
+        tracing::warn!(error = %e, "cannot count a token failure");
+    }
+    match outcome {
         Ok(r) => {
             let mut res = Json(r).into_response();
             res.headers_mut()

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, LazyLock};
 
-use minijinja::value::Value;
+use minijinja::value::{Kwargs, Value};
 use minijinja::{Environment, State, context};
 
 use super::Locale;
@@ -33,14 +33,38 @@ const PAGES: &[(&str, &str)] = &[
         include_str!("../../templates/pages/logged_out.html"),
     ),
     ("home.html", include_str!("../../templates/pages/home.html")),
-    ("password_change.html", include_str!("../../templates/pages/password_change.html")),
-    ("password_done.html", include_str!("../../templates/pages/password_done.html")),
-    ("forgot.html", include_str!("../../templates/pages/forgot.html")),
-    ("forgot_sent.html", include_str!("../../templates/pages/forgot_sent.html")),
-    ("reset.html", include_str!("../../templates/pages/reset.html")),
-    ("account.html", include_str!("../../templates/pages/account.html")),
-    ("_policy.html", include_str!("../../templates/pages/_policy.html")),
-    ("_captcha.html", include_str!("../../templates/pages/_captcha.html")),
+    (
+        "password_change.html",
+        include_str!("../../templates/pages/password_change.html"),
+    ),
+    (
+        "password_done.html",
+        include_str!("../../templates/pages/password_done.html"),
+    ),
+    (
+        "forgot.html",
+        include_str!("../../templates/pages/forgot.html"),
+    ),
+    (
+        "forgot_sent.html",
+        include_str!("../../templates/pages/forgot_sent.html"),
+    ),
+    (
+        "reset.html",
+        include_str!("../../templates/pages/reset.html"),
+    ),
+    (
+        "account.html",
+        include_str!("../../templates/pages/account.html"),
+    ),
+    (
+        "_policy.html",
+        include_str!("../../templates/pages/_policy.html"),
+    ),
+    (
+        "_captcha.html",
+        include_str!("../../templates/pages/_captcha.html"),
+    ),
 ];
 
 pub const CSS: &str = include_str!("../../templates/static/sesame.css");
@@ -94,16 +118,21 @@ impl Templates {
             "brand",
             Value::from(minijinja::value::Serde(branding.clone())),
         );
-        env.add_function("t", |state: &State, key: &str, n: Option<i64>| -> String {
-            let locale = match state.lookup("locale").as_ref().and_then(|v| v.as_str()) {
-                Some("en") => Locale::En,
-                _ => Locale::Fr,
-            };
-            match n {
-                Some(n) => text_n(locale, key, n),
-                None => text(locale, key),
-            }
-        });
+        env.add_function(
+            "t",
+            |state: &State, key: &str, kwargs: Kwargs| -> Result<String, minijinja::Error> {
+                let n: Option<i64> = kwargs.get("n")?;
+                kwargs.assert_all_used()?;
+                let locale = match state.lookup("locale").as_ref().and_then(|v| v.as_str()) {
+                    Some("en") => Locale::En,
+                    _ => Locale::Fr,
+                };
+                Ok(match n {
+                    Some(n) => text_n(locale, key, n),
+                    None => text(locale, key),
+                })
+            },
+        );
         Self { env: Arc::new(env) }
     }
 
@@ -114,7 +143,9 @@ impl Templates {
         match self.env.get_template(name).and_then(|t| t.render(ctx)) {
             Ok(html) => html,
             Err(e) => {
-                tracing::error!(template = name, error = %e, "template rendering failed");
+                tracing::error!(template = name, error = %e, detail = ?e, "template rendering failed");
+                #[cfg(debug_assertions)]
+                eprintln!("template {name} failed: {e:#} {:?}", e.detail());
                 "<!doctype html><title>Erreur</title><p>Erreur interne / Internal error</p>"
                     .to_owned()
             }
@@ -140,7 +171,11 @@ mod tests {
             let html = t.render(
                 name,
                 Locale::Fr,
-                context! { error => "<script>", username => "<b>" },
+                context! {
+                    error => "<script>", username => "<b>", heading => "expired.title", message => "change.done",
+                    policy => Value::from(minijinja::value::Serde(crate::config::PasswordSettings::default())),
+                    errors => vec!["<script>"], signed_in_name => "<b>",
+                },
             );
             assert!(!html.contains("<script>"), "{name} must escape");
             assert!(!html.contains("Internal error"), "{name} failed to render");

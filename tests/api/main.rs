@@ -2,6 +2,7 @@
 //! and on PostgreSQL + Redis (`both_backends!`).
 
 mod helpers;
+mod smtp;
 
 mod authorize;
 mod cli;
@@ -10,4 +11,5 @@ mod durable;
 mod ephemeral;
 mod foundation;
 mod logout;
+mod password_flows;
 mod tokens;

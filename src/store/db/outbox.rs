@@ -40,7 +40,11 @@ impl Db {
 
     /// Claims up to `limit` due mails for `lease` seconds: another replica polling at the same
     /// time skips them (the claim is a conditional update), and a crash releases them.
-    pub async fn claim_due_mail(&self, limit: i64, lease: i64) -> Result<Vec<OutgoingMail>, DbError> {
+    pub async fn claim_due_mail(
+        &self,
+        limit: i64,
+        lease: i64,
+    ) -> Result<Vec<OutgoingMail>, DbError> {
         let t = now();
         let rows = sqlx::query(
             "SELECT id, to_addr, subject, text_body, html_body, attempts, next_attempt FROM mail_outbox \
@@ -97,7 +101,9 @@ impl Db {
 
     /// Mails not yet sent (for operators and tests).
     pub async fn pending_mail_count(&self) -> Result<i64, DbError> {
-        let r = sqlx::query("SELECT COUNT(*) AS n FROM mail_outbox WHERE sent_at IS NULL").fetch_one(self.pool()).await?;
+        let r = sqlx::query("SELECT COUNT(*) AS n FROM mail_outbox WHERE sent_at IS NULL")
+            .fetch_one(self.pool())
+            .await?;
         Ok(r.try_get("n")?)
     }
 }

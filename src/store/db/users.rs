@@ -98,7 +98,13 @@ impl Db {
 
 impl Db {
     /// A new password: the old hash goes to the history (trimmed to `keep`), flags reset.
-    pub async fn change_password(&self, user_id: &str, new_hash: &str, temporary: bool, keep: usize) -> Result<(), DbError> {
+    pub async fn change_password(
+        &self,
+        user_id: &str,
+        new_hash: &str,
+        temporary: bool,
+        keep: usize,
+    ) -> Result<(), DbError> {
         let t = now();
         let mut tx = self.pool().begin().await?;
         sqlx::query(
@@ -132,16 +138,23 @@ impl Db {
 
     /// The last `n` previous password hashes, newest first.
     pub async fn password_history(&self, user_id: &str, n: usize) -> Result<Vec<String>, DbError> {
-        let rows = sqlx::query("SELECT hash FROM password_history WHERE user_id = $1 ORDER BY id DESC LIMIT $2")
-            .bind(user_id)
-            .bind(n as i64)
-            .fetch_all(self.pool())
-            .await?;
-        rows.iter().map(|r| r.try_get("hash").map_err(Into::into)).collect()
+        let rows = sqlx::query(
+            "SELECT hash FROM password_history WHERE user_id = $1 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(user_id)
+        .bind(n as i64)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| r.try_get("hash").map_err(Into::into))
+            .collect()
     }
 
     pub async fn set_password_expired(&self, user_id: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE users SET password_expired = 1 WHERE id = $1").bind(user_id).execute(self.pool()).await?;
+        sqlx::query("UPDATE users SET password_expired = 1 WHERE id = $1")
+            .bind(user_id)
+            .execute(self.pool())
+            .await?;
         Ok(())
     }
 
