@@ -283,6 +283,14 @@ impl Settings {
                     .into(),
             });
         }
+        let loopback = matches!(issuer.host_str(), Some("127.0.0.1" | "localhost" | "[::1]"));
+        if issuer.scheme() == "http" && !loopback {
+            return Err(SettingsError::Invalid {
+                key: "issuer",
+                expected: "an https URL (plain http only on a loopback address, for development)"
+                    .into(),
+            });
+        }
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {
             return Err(SettingsError::Invalid {

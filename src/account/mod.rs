@@ -2,7 +2,7 @@
 
 pub mod password;
 
-use axum::Form;
+use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -51,7 +51,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    Form(form): Form<ChangeForm>,
+    PageForm(form): PageForm<ChangeForm>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {

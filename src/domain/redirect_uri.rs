@@ -28,6 +28,17 @@ impl RedirectUri {
             }
             _ => return Err(format!("`{raw}` must be an http(s) URL")),
         }
+        // The response adds these; a registered URI holding one would send them twice.
+        if url.query_pairs().any(|(k, _)| {
+            matches!(
+                k.as_ref(),
+                "code" | "state" | "iss" | "error" | "error_description"
+            )
+        }) {
+            return Err(format!(
+                "`{raw}` must not carry code, state, iss or error in its query"
+            ));
+        }
         if url.host_str().is_none_or(str::is_empty) || !url.username().is_empty() {
             return Err(format!("`{raw}` must have a host and no credentials"));
         }
@@ -93,6 +104,7 @@ mod tests {
         assert!(RedirectUri::parse("https://*.x.fr/cb").is_err());
         assert!(RedirectUri::parse("javascript:alert(1)").is_err());
         assert!(RedirectUri::parse("cb").is_err());
+        assert!(RedirectUri::parse("https://p.fr/cb?state=x").is_err());
     }
 
     #[test]

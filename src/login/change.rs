@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 
-use axum::Form;
+use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -77,7 +77,7 @@ pub async fn submit(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uid): Path<String>,
-    Form(form): Form<ChangeForm>,
+    PageForm(form): PageForm<ChangeForm>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {

@@ -8,7 +8,7 @@ pub mod forms;
 pub mod password;
 pub mod throttle;
 
-use axum::Form;
+use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -158,7 +158,7 @@ pub async fn password_login(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uid): Path<String>,
-    Form(form): Form<LoginForm>,
+    PageForm(form): PageForm<LoginForm>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let (mut interaction, client) = match load(&state, &headers, &uid).await {
@@ -334,7 +334,7 @@ pub async fn consent(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uid): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let (interaction, client) = match load(&state, &headers, &uid).await {
@@ -392,7 +392,7 @@ pub async fn cancel(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uid): Path<String>,
-    Form(form): Form<CsrfForm>,
+    PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     match load(&state, &headers, &uid).await {

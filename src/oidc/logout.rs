@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use axum::Form;
+use crate::web::form::PageForm;
 use axum::body::Bytes;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -208,7 +208,7 @@ pub struct ConfirmForm {
 pub async fn confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<ConfirmForm>,
+    PageForm(form): PageForm<ConfirmForm>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {

@@ -1,6 +1,7 @@
 //! What the browser sees: templates, locales, cookies, security headers, error pages.
 
 pub mod cookies;
+pub mod form;
 pub mod headers;
 pub mod locale;
 pub mod templates;

@@ -473,7 +473,39 @@ async fn claims_parameter_puts_claims_where_asked(backend: Backend) {
     assert!(info.email().is_none(), "email scope not granted");
 }
 
+async fn malformed_forms_get_an_error_page(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_client(ClientSpec::portal("portal")).await;
+    let browser = app.browser();
+    let res = browser
+        .get(&auth_request(&app.issuer, "portal", &[]).url)
+        .await;
+    let page = location(&res);
+    let res = browser
+        .http
+        .post(browser.abs(&format!("{page}/login")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("username=a&username=b&password=%FF%FE")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+    assert!(
+        res.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        res.text()
+            .await
+            .unwrap()
+            .contains("La demande est invalide")
+    );
+}
+
 both_backends!(
+    malformed_forms_get_an_error_page,
     a_portal_signs_a_user_in,
     the_sso_session_answers_the_next_request_with_the_same_auth_time,
     prompt_login_and_max_age_ask_again,

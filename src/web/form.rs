@@ -1,0 +1,31 @@
+//! `PageForm`: axum's `Form` for our pages, whose rejection (a malformed or oversized body,
+//! a field sent twice) is a localised error page rather than axum's plain-text 4xx.
+
+use axum::Form;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::Locale;
+use crate::app::AppState;
+
+pub struct PageForm<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for PageForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let locale = Locale::negotiate(None, req.headers());
+        match Form::<T>::from_request(req, state).await {
+            Ok(Form(value)) => Ok(PageForm(value)),
+            Err(rejection) => {
+                tracing::info!(reason = %rejection.body_text(), "malformed form");
+                Err(state
+                    .pages
+                    .error_page(locale, "error.bad_request", StatusCode::BAD_REQUEST)
+                    .into_response())
+            }
+        }
+    }
+}
