@@ -31,6 +31,8 @@ pub struct Inner {
     pub pages: Templates,
     pub passwords: Passwords,
     pub mailer: crate::mail::Mailer,
+    /// Seals per-user secrets at rest (TOTP keys).
+    pub secrets: crate::keys::sealed::Kek,
     pub backchannel: Backchannel,
     /// Discovery never changes while running: serialised once.
     pub discovery: Bytes,
@@ -70,6 +72,7 @@ impl AppState {
         let passwords = Passwords::new(&settings.password)?;
         let pages = Templates::new(&settings.branding);
         let mailer = crate::mail::Mailer::new(&settings.branding);
+        let secrets = crate::keys::sealed::Kek::from_settings(&settings)?;
         crate::mail::spawn_worker(db.clone(), settings.mail.clone()).map_err(Internal::Mail)?;
         let discovery = oidc::discovery::document(&settings);
         let backchannel = Backchannel::start();
@@ -81,6 +84,7 @@ impl AppState {
             pages,
             passwords,
             mailer,
+            secrets,
             backchannel,
             discovery,
         })))
@@ -137,7 +141,11 @@ pub fn router(state: AppState) -> Router {
         .route("/interaction/{uid}/password", get(login::change::show).post(login::change::submit))
         .route("/password/forgot", get(login::forgot::show).post(login::forgot::submit))
         .route("/password/reset/{token}", get(login::forgot::show_reset).post(login::forgot::reset))
+        .route("/interaction/{uid}/totp", get(login::totp::show).post(login::totp::submit))
         .route("/account", get(crate::account::show))
+        .route("/account/totp", post(crate::account::totp::start))
+        .route("/account/totp/confirm", post(crate::account::totp::confirm))
+        .route("/account/totp/remove", post(crate::account::totp::remove))
         .route("/account/password", post(crate::account::change_password))
         .route("/token", post(oidc::token::token))
         .route("/userinfo", get(oidc::userinfo::get).post(oidc::userinfo::post))

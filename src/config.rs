@@ -30,7 +30,27 @@ pub struct Settings {
     pub tokens: TokenSettings,
     pub password: PasswordSettings,
     pub branding: Branding,
+    pub acr: AcrSettings,
     pub log_format: LogFormat,
+}
+
+/// The `acr` values Sésame asserts (names are the platform's choice).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AcrSettings {
+    /// A password alone.
+    pub password: String,
+    /// Two factors of different kinds (password + one-time code, …).
+    pub two_factor: String,
+}
+
+impl Default for AcrSettings {
+    fn default() -> Self {
+        Self {
+            password: "urn:sesame:loa:1".into(),
+            two_factor: "urn:sesame:loa:2".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -151,6 +171,7 @@ impl Default for Settings {
             tokens: TokenSettings::default(),
             password: PasswordSettings::default(),
             branding: Branding::default(),
+            acr: AcrSettings::default(),
             log_format: LogFormat::Text,
         }
     }

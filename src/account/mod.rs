@@ -1,6 +1,7 @@
 //! « Mon compte » (F5): the signed-in person changes their password.
 
 pub mod password;
+pub mod totp;
 
 use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, State};
@@ -32,7 +33,7 @@ pub struct ChangeForm {
     new_password_confirm: String,
 }
 
-fn csrf(c: &Current) -> String {
+pub(crate) fn csrf(c: &Current) -> String {
     b64url(sha256(format!("account:{}", c.key)))
 }
 
@@ -151,6 +152,7 @@ async fn page(
             logout_csrf => crate::oidc::logout::session_csrf(c),
             csrf_token => csrf(c),
             errors => errors,
+            totp_enabled => state.totp_enrolled(&user.id).await?,
             policy => Value::from(minijinja::value::Serde(state.settings.password.clone())),
         },
     );
@@ -172,7 +174,7 @@ pub fn done(
     Page::ok(html).into_response()
 }
 
-fn signin_first(state: &AppState, locale: Locale) -> Response {
+pub(crate) fn signin_first(state: &AppState, locale: Locale) -> Response {
     state
         .pages
         .error_page(locale, "account.signin_first", StatusCode::UNAUTHORIZED)

@@ -93,10 +93,7 @@ impl KeyRing {
     pub async fn open(settings: &Settings, db: &Db) -> Result<Self, KeyError> {
         let source = match settings.keys.storage {
             KeyStorage::Database => {
-                let kek = match &settings.keys.encryption_key {
-                    Some(b64) => Kek::from_base64(b64)?,
-                    None => Kek::from_dir(&settings.keys_dir)?,
-                };
+                let kek = Kek::from_settings(settings)?;
                 Source::Db {
                     db: db.clone(),
                     kek: Box::new(kek),

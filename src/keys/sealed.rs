@@ -31,6 +31,14 @@ impl Kek {
         Self::from_base64(&b64)
     }
 
+    /// The KEK the settings name: `keys.encryption_key`, else `keys_dir/master.key`.
+    pub fn from_settings(settings: &crate::config::Settings) -> Result<Self, KeyError> {
+        match &settings.keys.encryption_key {
+            Some(b64) => Self::from_base64(b64),
+            None => Self::from_dir(&settings.keys_dir),
+        }
+    }
+
     pub fn seal(&self, kid: &str, plain: &[u8]) -> String {
         let nonce_bytes = random_bytes::<NONCE_LEN>();
         let mut buf = plain.to_vec();

@@ -18,7 +18,6 @@ use crate::account::password::messages;
 use crate::app::{AppState, Internal};
 use crate::crypto::ct_eq;
 use crate::domain::Username;
-use crate::oidc::discovery::ACR_PASSWORD;
 use crate::oidc::grant::{Interaction, interaction_key};
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
@@ -132,7 +131,7 @@ pub async fn submit(
         }
         // Signed in now: the confirmation page leads back into the pending request.
         let (_, cookie) = state
-            .start_session(&user.id, vec!["pwd".into()], ACR_PASSWORD)
+            .start_session(&user.id, vec!["pwd".into()], &state.settings.acr.password)
             .await?;
         i.must_change = None;
         i.user_id = Some(user.id.clone());

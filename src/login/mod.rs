@@ -7,6 +7,7 @@ pub mod forgot;
 pub mod forms;
 pub mod password;
 pub mod throttle;
+pub mod totp;
 
 use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, Path, State};
@@ -19,7 +20,6 @@ use crate::app::{AppState, Internal};
 use crate::crypto::ct_eq;
 use crate::domain::{Client, Username};
 use crate::oidc::authorize::{same_browser, see_other};
-use crate::oidc::discovery::ACR_PASSWORD;
 use crate::oidc::grant::{Interaction, interaction_key, redirect_with};
 use crate::store::db::audit::AuditEvent;
 use crate::web::templates::{text, text_n};
@@ -182,7 +182,25 @@ pub async fn password_login(
     )
     .await
     {
-        Ok(SignIn::Ok(user_id)) => finish_login(&state, &uid, interaction, &client, &user_id).await,
+        Ok(SignIn::Ok(user_id)) => match state.totp_enrolled(&user_id).await {
+            // With a second factor enrolled, the password alone never opens a session.
+            Ok(true) => ask_second_factor(&state, &uid, interaction, &user_id).await,
+            Ok(false) if interaction.request.need_mfa => {
+                deny_weak(&state, &uid, &interaction).await
+            }
+            Ok(false) => {
+                finish_login(
+                    &state,
+                    &uid,
+                    interaction,
+                    &client,
+                    &user_id,
+                    Proof::password(&state),
+                )
+                .await
+            }
+            Err(e) => Halt::Internal(e).respond(&state, l),
+        },
         Ok(SignIn::MustChange(user_id)) => {
             interaction.must_change = Some(user_id);
             let ttl =
@@ -293,18 +311,39 @@ async fn sign_in(
     })
 }
 
-async fn finish_login(
+/// How a sign-in authenticated the person (RFC 8176 `amr`, and the `acr` it reaches).
+pub(crate) struct Proof {
+    pub amr: Vec<String>,
+    pub acr: String,
+}
+
+impl Proof {
+    pub fn password(state: &AppState) -> Self {
+        Self {
+            amr: vec!["pwd".into()],
+            acr: state.settings.acr.password.clone(),
+        }
+    }
+    pub fn password_and_otp(state: &AppState) -> Self {
+        Self {
+            amr: vec!["pwd".into(), "otp".into(), "mfa".into()],
+            acr: state.settings.acr.two_factor.clone(),
+        }
+    }
+}
+
+/// Opens the session, then consent or back to the portal with a code.
+pub(crate) async fn finish_login(
     state: &AppState,
     uid: &str,
     mut interaction: Interaction,
     client: &Client,
     user_id: &str,
+    proof: Proof,
 ) -> Response {
     let locale = interaction.locale;
     let result = async {
-        let (mut current, cookie) = state
-            .start_session(user_id, vec!["pwd".into()], ACR_PASSWORD)
-            .await?;
+        let (mut current, cookie) = state.start_session(user_id, proof.amr, &proof.acr).await?;
         let mut res = if state
             .needs_consent(client, user_id, &interaction.request)
             .await?
@@ -402,6 +441,45 @@ pub async fn cancel(
         Ok(_) => Halt::Expired.respond(&state, locale),
         Err(h) => h.respond(&state, locale),
     }
+}
+
+/// Parks the request until the second factor is given.
+async fn ask_second_factor(
+    state: &AppState,
+    uid: &str,
+    mut interaction: Interaction,
+    user_id: &str,
+) -> Response {
+    interaction.second_factor = Some(user_id.to_owned());
+    let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+    match state
+        .eph
+        .put_json(&interaction_key(uid), &interaction, ttl)
+        .await
+    {
+        Ok(()) => see_other(&format!("/interaction/{uid}/totp")),
+        Err(e) => Halt::Internal(e.into()).respond(state, interaction.locale),
+    }
+}
+
+/// The portal needs two factors and the account has only a password.
+async fn deny_weak(state: &AppState, uid: &str, interaction: &Interaction) -> Response {
+    if let Err(e) = state.eph.delete(&interaction_key(uid)).await {
+        return Halt::Internal(e.into()).respond(state, interaction.locale);
+    }
+    let r = &interaction.request;
+    see_other(&redirect_with(
+        &r.redirect_uri,
+        r.state.as_deref(),
+        state.issuer(),
+        &[
+            ("error", "access_denied"),
+            (
+                "error_description",
+                "strong authentication is required and the account has no second factor",
+            ),
+        ],
+    ))
 }
 
 /// The user said no: `access_denied` back to the portal.

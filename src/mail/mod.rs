@@ -17,40 +17,27 @@ use crate::store::db::outbox::{NewMail, OutgoingMail};
 use crate::web::Locale;
 use crate::web::templates::text;
 
+/// A mail template, embedded at build time.
+macro_rules! mail {
+    ($name:literal) => {
+        ($name, include_str!(concat!("../../templates/mail/", $name)))
+    };
+}
+
 const TEMPLATES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../templates/mail/base.html")),
-    (
-        "fr/account_created.txt",
-        include_str!("../../templates/mail/fr/account_created.txt"),
-    ),
-    (
-        "fr/password_reset_by_operator.txt",
-        include_str!("../../templates/mail/fr/password_reset_by_operator.txt"),
-    ),
-    (
-        "fr/password_changed.txt",
-        include_str!("../../templates/mail/fr/password_changed.txt"),
-    ),
-    (
-        "fr/password_reset_link.txt",
-        include_str!("../../templates/mail/fr/password_reset_link.txt"),
-    ),
-    (
-        "en/account_created.txt",
-        include_str!("../../templates/mail/en/account_created.txt"),
-    ),
-    (
-        "en/password_reset_by_operator.txt",
-        include_str!("../../templates/mail/en/password_reset_by_operator.txt"),
-    ),
-    (
-        "en/password_changed.txt",
-        include_str!("../../templates/mail/en/password_changed.txt"),
-    ),
-    (
-        "en/password_reset_link.txt",
-        include_str!("../../templates/mail/en/password_reset_link.txt"),
-    ),
+    mail!("base.html"),
+    mail!("fr/account_created.txt"),
+    mail!("fr/password_reset_by_operator.txt"),
+    mail!("fr/password_changed.txt"),
+    mail!("fr/password_reset_link.txt"),
+    mail!("fr/factor_added.txt"),
+    mail!("fr/factor_removed.txt"),
+    mail!("en/account_created.txt"),
+    mail!("en/password_reset_by_operator.txt"),
+    mail!("en/password_changed.txt"),
+    mail!("en/password_reset_link.txt"),
+    mail!("en/factor_added.txt"),
+    mail!("en/factor_removed.txt"),
 ];
 
 /// The mails Sésame sends.
@@ -64,6 +51,10 @@ pub enum Kind {
     PasswordChanged,
     /// F4: the single-use link.
     PasswordResetLink,
+    /// A sign-in method was added (TOTP…).
+    FactorAdded,
+    /// A sign-in method was removed.
+    FactorRemoved,
 }
 
 impl Kind {
@@ -73,6 +64,8 @@ impl Kind {
             Kind::PasswordResetByOperator => "password_reset_by_operator",
             Kind::PasswordChanged => "password_changed",
             Kind::PasswordResetLink => "password_reset_link",
+            Kind::FactorAdded => "factor_added",
+            Kind::FactorRemoved => "factor_removed",
         }
     }
 }

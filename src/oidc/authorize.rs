@@ -202,6 +202,16 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         ),
         None => None,
     };
+    // Two factors: always for a sensitive portal; else when acr_values names only the strong level.
+    let acr = &state.settings.acr;
+    let acr_values: Vec<&str> = p
+        .get("acr_values")
+        .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
+        .unwrap_or_default();
+    let need_mfa = client.sensitive
+        || (!acr_values.is_empty()
+            && acr_values.contains(&acr.two_factor.as_str())
+            && !acr_values.contains(&acr.password.as_str()));
     // offline_access needs an explicit consent (OIDC Core §11) and a client allowed refresh tokens.
     if scopes.contains("offline_access")
         && (!client.allows(GrantType::RefreshToken) || (!client.first_party && !prompt.consent))
@@ -230,6 +240,7 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
             .unwrap_or_default(),
         claims,
         hint_sub,
+        need_mfa,
     };
     Ok((client, request))
 }
@@ -265,20 +276,22 @@ async fn respond(
     req: AuthRequest,
     locale: Locale,
 ) -> Result<Response, AuthorizeError> {
-    let mut current = state.current_session(headers).await?;
-    if let Some(c) = &current
-        && (!satisfies(state, &req, c) || !state.user_active(&c.session.user_id).await?)
-    {
-        current = None;
-    }
+    let current = match state.current_session(headers).await? {
+        Some(c) if state.user_active(&c.session.user_id).await? => Some(c),
+        _ => None,
+    };
     let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
         to: req.redirect_uri.clone(),
         state: req.state.clone(),
         error,
         description,
     };
-    match current {
-        Some(mut c) => {
+    let fit = current
+        .as_ref()
+        .map(|c| fit(state, &req, c))
+        .unwrap_or(Fit::No);
+    match (fit, current) {
+        (Fit::Yes, Some(mut c)) => {
             if !state
                 .needs_consent(client, &c.session.user_id, &req)
                 .await?
@@ -292,15 +305,40 @@ async fn respond(
                 ));
             }
             let user_id = c.session.user_id.clone();
-            start_interaction(state, headers, req, locale, Some(user_id)).await
+            start_interaction(state, headers, req, locale, Some(user_id), None).await
         }
-        None if req.prompt.none => Err(fail("login_required", "the user is not signed in")),
-        None => start_interaction(state, headers, req, locale, None).await,
+        // Signed in with a password only: step up with the second factor, no new password.
+        (Fit::StepUp, Some(c)) => {
+            if req.prompt.none {
+                return Err(fail(
+                    "interaction_required",
+                    "strong authentication is required",
+                ));
+            }
+            if !state.totp_enrolled(&c.session.user_id).await? {
+                return Err(fail(
+                    "access_denied",
+                    "strong authentication is required and the account has no second factor",
+                ));
+            }
+            let user_id = c.session.user_id.clone();
+            start_interaction(state, headers, req, locale, None, Some(user_id)).await
+        }
+        _ if req.prompt.none => Err(fail("login_required", "the user is not signed in")),
+        _ => start_interaction(state, headers, req, locale, None, None).await,
     }
 }
 
-/// Whether an existing session may answer this request without a new sign-in.
-fn satisfies(state: &AppState, req: &AuthRequest, c: &Current) -> bool {
+/// How far an existing session answers a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    Yes,
+    /// Right person, recent enough, but one factor short.
+    StepUp,
+    No,
+}
+
+fn fit(state: &AppState, req: &AuthRequest, c: &Current) -> Fit {
     let fresh_enough = match req.max_age {
         Some(0) => false,
         Some(max) => state.now() - c.session.auth_time <= max,
@@ -310,7 +348,13 @@ fn satisfies(state: &AppState, req: &AuthRequest, c: &Current) -> bool {
         .hint_sub
         .as_ref()
         .is_none_or(|s| *s == c.session.user_id);
-    !req.prompt.login && fresh_enough && same_user
+    if req.prompt.login || !fresh_enough || !same_user {
+        Fit::No
+    } else if req.need_mfa && c.session.acr != state.settings.acr.two_factor {
+        Fit::StepUp
+    } else {
+        Fit::Yes
+    }
 }
 
 /// Parks the request server-side and sends the browser to the sign-in page.
@@ -320,6 +364,7 @@ async fn start_interaction(
     request: AuthRequest,
     locale: Locale,
     user_id: Option<String>,
+    second_factor: Option<String>,
 ) -> Result<Response, AuthorizeError> {
     let (browser, set_cookie) = match cookies::get(headers, cookies::BROWSER) {
         Some(b) if b.len() == 43 => (b.to_owned(), None),
@@ -342,6 +387,7 @@ async fn start_interaction(
         locale,
         user_id,
         must_change: None,
+        second_factor,
         browser: token_hash(&browser),
     };
     let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
@@ -349,7 +395,12 @@ async fn start_interaction(
         .eph
         .put_json(&interaction_key(&uid), &interaction, ttl)
         .await?;
-    let mut res = see_other(&format!("/interaction/{uid}"));
+    let next = if interaction.second_factor.is_some() {
+        format!("/interaction/{uid}/totp")
+    } else {
+        format!("/interaction/{uid}")
+    };
+    let mut res = see_other(&next);
     if let Some(c) = set_cookie {
         res.headers_mut().append(header::SET_COOKIE, c);
     }

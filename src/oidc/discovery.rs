@@ -50,9 +50,6 @@ pub type Metadata = ProviderMetadata<
     CoreSubjectIdentifierType,
 >;
 
-/// The acr level a password sign-in reaches (strong authentication adds the next one).
-pub const ACR_PASSWORD: &str = "urn:sesame:loa:1";
-
 pub fn document(s: &Settings) -> Bytes {
     let url = |path: &str| format!("{}{path}", s.issuer);
     let methods: Vec<String> = vec!["client_secret_basic".into(), "client_secret_post".into()];
@@ -93,9 +90,10 @@ pub fn document(s: &Settings) -> Bytes {
         CoreGrantType::RefreshToken,
         CoreGrantType::ClientCredentials,
     ]))
-    .set_acr_values_supported(Some(vec![AuthenticationContextClass::new(
-        ACR_PASSWORD.into(),
-    )]))
+    .set_acr_values_supported(Some(vec![
+        AuthenticationContextClass::new(s.acr.password.clone()),
+        AuthenticationContextClass::new(s.acr.two_factor.clone()),
+    ]))
     .set_token_endpoint_auth_methods_supported(Some(
         TokenAuthMethod::ALL
             .iter()

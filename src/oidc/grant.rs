@@ -38,6 +38,9 @@ pub struct AuthRequest {
     pub claims: ClaimsRequest,
     /// `sub` of a valid `id_token_hint`.
     pub hint_sub: Option<String>,
+    /// Two factors are required: a sensitive portal, or `acr_values` naming only the two-factor level.
+    #[serde(default)]
+    pub need_mfa: bool,
 }
 
 /// A request waiting for the user at `/interaction/{uid}`.
@@ -51,6 +54,9 @@ pub struct Interaction {
     /// Set when the password was right but must be changed first (F3).
     #[serde(default)]
     pub must_change: Option<String>,
+    /// Set when the password (or the session) is right and the one-time code is next.
+    #[serde(default)]
+    pub second_factor: Option<String>,
     /// Hash of the browser cookie of the browser that started it.
     pub browser: String,
 }

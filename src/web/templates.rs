@@ -10,61 +10,34 @@ use minijinja::{Environment, State, context};
 use super::Locale;
 use crate::config::Branding;
 
+/// A page template, embedded at build time.
+macro_rules! page {
+    ($name:literal) => {
+        (
+            $name,
+            include_str!(concat!("../../templates/pages/", $name)),
+        )
+    };
+}
+
 const PAGES: &[(&str, &str)] = &[
-    ("base.html", include_str!("../../templates/pages/base.html")),
-    (
-        "login.html",
-        include_str!("../../templates/pages/login.html"),
-    ),
-    (
-        "consent.html",
-        include_str!("../../templates/pages/consent.html"),
-    ),
-    (
-        "error.html",
-        include_str!("../../templates/pages/error.html"),
-    ),
-    (
-        "logout.html",
-        include_str!("../../templates/pages/logout.html"),
-    ),
-    (
-        "logged_out.html",
-        include_str!("../../templates/pages/logged_out.html"),
-    ),
-    ("home.html", include_str!("../../templates/pages/home.html")),
-    (
-        "password_change.html",
-        include_str!("../../templates/pages/password_change.html"),
-    ),
-    (
-        "password_done.html",
-        include_str!("../../templates/pages/password_done.html"),
-    ),
-    (
-        "forgot.html",
-        include_str!("../../templates/pages/forgot.html"),
-    ),
-    (
-        "forgot_sent.html",
-        include_str!("../../templates/pages/forgot_sent.html"),
-    ),
-    (
-        "reset.html",
-        include_str!("../../templates/pages/reset.html"),
-    ),
-    (
-        "account.html",
-        include_str!("../../templates/pages/account.html"),
-    ),
-    (
-        "_policy.html",
-        include_str!("../../templates/pages/_policy.html"),
-    ),
-    (
-        "_captcha.html",
-        include_str!("../../templates/pages/_captcha.html"),
-    ),
+    page!("base.html"),
+    page!("login.html"),
+    page!("consent.html"),
+    page!("error.html"),
+    page!("logout.html"),
+    page!("logged_out.html"),
+    page!("home.html"),
+    page!("password_change.html"),
+    page!("password_done.html"),
+    page!("forgot.html"),
+    page!("forgot_sent.html"),
+    page!("reset.html"),
+    page!("account.html"),
+    page!("_policy.html"),
+    page!("_captcha.html"),
+    page!("totp.html"),
+    page!("totp_enrol.html"),
 ];
 
 pub const CSS: &str = include_str!("../../templates/static/sesame.css");

@@ -3,6 +3,7 @@
 
 mod helpers;
 mod smtp;
+mod strong_auth;
 
 mod authorize;
 mod cli;

@@ -10,6 +10,7 @@ pub mod consents;
 pub mod outbox;
 pub mod refresh_tokens;
 pub mod signing_keys;
+pub mod totp;
 pub mod users;
 
 use std::path::Path;

@@ -1,0 +1,225 @@
+//! TOTP (RFC 6238) as the second factor after the password, or to step up a password-only
+//! session. A time step is accepted once per account (atomically, in the database); recovery
+//! codes are 80-bit, shown once, stored as hashes and spent on use.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use serde::Deserialize;
+use totp_rs::{Builder, Secret, Totp};
+
+use super::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
+use super::{Halt, Proof, finish_login, load};
+use crate::app::{AppState, Internal};
+use crate::crypto::{ct_eq, random_bytes, token_hash};
+use crate::store::db::audit::AuditEvent;
+use crate::web::form::PageForm;
+use crate::web::templates::{text, text_n};
+use crate::web::{Locale, Page};
+
+/// An authenticator for `secret` (SHA-1, 6 digits, 30 s, one step of skew: what apps support).
+pub fn authenticator(secret_b32: &str, account: &str, issuer: &str) -> Option<Totp> {
+    let secret = Secret::try_from_base32(secret_b32).ok()?;
+    Builder::new()
+        .with_secret(secret)
+        .with_account_name(account)
+        .with_issuer(Some(issuer))
+        .build()
+        .ok()
+}
+
+/// Ten recovery codes `xxxx-xxxx-xxxx-xxxx` (80 bits each).
+pub fn recovery_codes() -> Vec<String> {
+    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    (0..10)
+        .map(|_| {
+            let bytes = random_bytes::<16>();
+            let chars: String = bytes
+                .iter()
+                .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+                .collect();
+            format!(
+                "{}-{}-{}-{}",
+                &chars[0..4],
+                &chars[4..8],
+                &chars[8..12],
+                &chars[12..16]
+            )
+        })
+        .collect()
+}
+
+pub fn recovery_hash(code: &str) -> String {
+    token_hash(&code.trim().to_lowercase().replace(' ', ""))
+}
+
+impl AppState {
+    pub async fn totp_enrolled(&self, user_id: &str) -> Result<bool, Internal> {
+        Ok(self.db.totp_secret(user_id).await?.is_some())
+    }
+
+    /// A current TOTP code (each time step once) or an unused recovery code.
+    pub async fn check_second_factor(
+        &self,
+        user_id: &str,
+        account: &str,
+        code: &str,
+    ) -> Result<bool, Internal> {
+        let code = code.trim();
+        if code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()) {
+            let Some(sealed) = self.db.totp_secret(user_id).await? else {
+                return Ok(false);
+            };
+            let secret = String::from_utf8(self.secrets.open(&format!("totp:{user_id}"), &sealed)?)
+                .unwrap_or_default();
+            let Some(totp) = authenticator(&secret, account, &self.settings.branding.name) else {
+                return Ok(false);
+            };
+            return match totp.check_current(code) {
+                Some(step) => Ok(self.db.accept_totp_step(user_id, step as i64).await?),
+                None => Ok(false),
+            };
+        }
+        Ok(self
+            .db
+            .use_recovery_code(user_id, &recovery_hash(code))
+            .await?)
+    }
+}
+
+#[derive(Deserialize)]
+pub struct CodeForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    code: String,
+}
+
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    match load(&state, &headers, &uid).await {
+        Ok((i, _)) if i.second_factor.is_some() => {
+            page(&state, &uid, i.locale, &i.csrf, None, StatusCode::OK)
+        }
+        Ok(_) => Halt::Expired.respond(&state, locale),
+        Err(h) => h.respond(&state, locale),
+    }
+}
+
+pub async fn submit(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+    PageForm(form): PageForm<CodeForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let (mut i, client) = load(&state, &headers, &uid).await?;
+        let user_id = i.second_factor.clone().ok_or(Halt::Expired)?;
+        if !ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) {
+            return Err(Halt::Expired);
+        }
+        let user = state
+            .db
+            .user_by_id(&user_id)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(Halt::Expired)?;
+        let identifier = user.username.to_string();
+        let l = i.locale;
+        if let Gate::Wait(s) = state.account_gate(&identifier).await? {
+            return Ok(page(
+                &state,
+                &uid,
+                l,
+                &i.csrf,
+                Some(text_n(l, "throttle.wait", s as i64)),
+                StatusCode::TOO_MANY_REQUESTS,
+            ));
+        }
+        if !state
+            .check_second_factor(&user.id, &identifier, &form.code)
+            .await?
+        {
+            state.account_failed(&identifier).await?;
+            state
+                .address_count("login", &peer.ip().to_string(), LOGIN_FAILURES_PER_ADDRESS)
+                .await?;
+            state
+                .db
+                .audit(AuditEvent {
+                    event: "second_factor_failed",
+                    user_id: Some(&user.id),
+                    ..Default::default()
+                })
+                .await?;
+            return Ok(page(
+                &state,
+                &uid,
+                l,
+                &i.csrf,
+                Some(text(l, "totp.wrong")),
+                StatusCode::UNAUTHORIZED,
+            ));
+        }
+        state.account_succeeded(&identifier).await?;
+        state
+            .db
+            .audit(AuditEvent {
+                event: "login_ok_two_factor",
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
+        i.second_factor = None;
+        Ok(finish_login(
+            &state,
+            &uid,
+            i,
+            &client,
+            &user.id,
+            Proof::password_and_otp(&state),
+        )
+        .await)
+    };
+    result.await.unwrap_or_else(|h| h.respond(&state, locale))
+}
+
+fn page(
+    state: &AppState,
+    uid: &str,
+    locale: Locale,
+    csrf: &str,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let html = state.pages.render(
+        "totp.html",
+        locale,
+        context! { action => format!("/interaction/{uid}/totp"), csrf_token => csrf.to_owned(), error => error },
+    );
+    Page::ok(html).with_status(status).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn recovery_codes_are_distinct_and_normalised() {
+        let codes = super::recovery_codes();
+        assert_eq!(codes.len(), 10);
+        assert_eq!(codes[0].len(), 19);
+        assert_ne!(codes[0], codes[1]);
+        assert_eq!(
+            super::recovery_hash(&codes[0].to_uppercase()),
+            super::recovery_hash(&codes[0])
+        );
+    }
+}
