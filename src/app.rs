@@ -31,6 +31,8 @@ pub struct Inner {
     pub pages: Templates,
     pub passwords: Passwords,
     pub mailer: crate::mail::Mailer,
+    /// Client-certificate verification (`None` unless `mtls.client_ca` is set).
+    pub certs: Option<crate::tls::ClientCerts>,
     /// Seals per-user secrets at rest (TOTP keys).
     pub secrets: crate::keys::sealed::Kek,
     pub backchannel: Backchannel,
@@ -59,6 +61,8 @@ pub enum Internal {
     Password(#[from] crate::login::password::PasswordError),
     #[error("mail: {0}")]
     Mail(String),
+    #[error(transparent)]
+    Certificates(#[from] crate::tls::CertError),
     #[error("the account disappeared during the request")]
     Gone,
 }
@@ -73,6 +77,7 @@ impl AppState {
         let pages = Templates::new(&settings.branding);
         let mailer = crate::mail::Mailer::new(&settings.branding);
         let secrets = crate::keys::sealed::Kek::from_settings(&settings)?;
+        let certs = crate::tls::ClientCerts::from_settings(&settings)?;
         crate::mail::spawn_worker(db.clone(), settings.mail.clone()).map_err(Internal::Mail)?;
         let discovery = oidc::discovery::document(&settings);
         let backchannel = Backchannel::start();
@@ -85,6 +90,7 @@ impl AppState {
             passwords,
             mailer,
             secrets,
+            certs,
             backchannel,
             discovery,
         })))
@@ -141,6 +147,8 @@ pub fn router(state: AppState) -> Router {
         .route("/interaction/{uid}/password", get(login::change::show).post(login::change::submit))
         .route("/password/forgot", get(login::forgot::show).post(login::forgot::submit))
         .route("/password/reset/{token}", get(login::forgot::show_reset).post(login::forgot::reset))
+        .route("/interaction/{uid}/certificate", get(login::certificate::back))
+        .route("/certificate/{uid}", get(login::certificate::from_proxy))
         .route("/interaction/{uid}/totp", get(login::totp::show).post(login::totp::submit))
         .route("/account", get(crate::account::show))
         .route("/account/totp", post(crate::account::totp::start))

@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::config::Settings;
 use crate::domain::client::NewClient;
+use crate::domain::national_id::NationalId;
 use crate::domain::password::{self, PasswordPolicy};
 use crate::domain::{
     ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username,
@@ -96,6 +97,20 @@ pub enum UserCommand {
     Disable { username: String },
     /// Unlock an account.
     Enable { username: String },
+    /// Allow sign-in with a client certificate: any certificate carrying this national identifier.
+    BindCertificate {
+        username: String,
+        /// A PEM certificate whose identifier (per `mtls.identity`) is bound.
+        #[arg(
+            long,
+            conflicts_with = "national_id",
+            required_unless_present = "national_id"
+        )]
+        cert: Option<PathBuf>,
+        /// `8` + the 11-digit RPPS number.
+        #[arg(long)]
+        national_id: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -330,6 +345,38 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             })
             .await?;
             println!("{}: disabled; sessions and tokens ended", user.username);
+            Ok(())
+        }
+        UserCommand::BindCertificate {
+            username,
+            cert,
+            national_id,
+        } => {
+            let id = match (cert, national_id) {
+                (_, Some(raw)) => NationalId::parse(&raw)
+                    .map_err(anyhow::Error::msg)
+                    .context("--national-id")?,
+                (Some(path), None) => {
+                    use rustls_pki_types::pem::PemObject;
+                    let der = rustls_pki_types::CertificateDer::from_pem_file(&path)
+                        .with_context(|| format!("--cert {}", path.display()))?;
+                    crate::tls::national_id(&der, settings.mtls.identity).context("--cert")?
+                }
+                (None, None) => bail!("give --cert or --national-id"),
+            };
+            let (db, user) = find_user(&settings, &username).await?;
+            db.bind_certificate(id.as_str(), &user.id).await?;
+            db.audit(AuditEvent {
+                event: "certificate_bound",
+                user_id: Some(&user.id),
+                detail: Some(json!({ "national_id": id.as_str() })),
+                ..Default::default()
+            })
+            .await?;
+            println!(
+                "{}: certificates carrying {id} now sign in to this account",
+                user.username
+            );
             Ok(())
         }
         UserCommand::Enable { username } => {

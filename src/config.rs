@@ -31,7 +31,46 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub branding: Branding,
     pub acr: AcrSettings,
+    pub tls: TlsSettings,
+    pub mtls: MtlsSettings,
     pub log_format: LogFormat,
+}
+
+/// The server certificate (PEM) used by the certificate-login listener.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsSettings {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// Where the national identifier is read in a client certificate.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum CertIdentity {
+    /// SAN otherName UPN `8.<RPPS>@carte-cps.fr` (IGC-Santé CPS cards).
+    #[default]
+    SanUpn,
+    SubjectCn,
+}
+
+/// Certificate login (smart cards).
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct MtlsSettings {
+    /// The dedicated mTLS listener (off unless set); needs `tls.cert` and `tls.key`.
+    pub listen: Option<SocketAddr>,
+    /// Its public URL, for the link on the sign-in page (e.g. `https://carte.id.example.fr`).
+    pub url: Option<String>,
+    /// PEM bundle of the accepted CAs (the IGC-Santé chain in production).
+    pub client_ca: Option<PathBuf>,
+    /// CRL files (DER or PEM).
+    pub crl: Vec<PathBuf>,
+    pub identity: CertIdentity,
+    /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// Allow binding a certificate at its first use after a password sign-in (not yet offered).
+    pub bind_on_first_use: bool,
 }
 
 /// The `acr` values Sésame asserts (names are the platform's choice).
@@ -172,6 +211,8 @@ impl Default for Settings {
             password: PasswordSettings::default(),
             branding: Branding::default(),
             acr: AcrSettings::default(),
+            tls: TlsSettings::default(),
+            mtls: MtlsSettings::default(),
             log_format: LogFormat::Text,
         }
     }
@@ -363,6 +404,14 @@ impl Settings {
             return Err(SettingsError::Invalid {
                 key: "mail.from",
                 expected: "an address such as Sésame <no-reply@example.fr>".into(),
+            });
+        }
+        if self.mtls.listen.is_some()
+            && (self.tls.cert.is_none() || self.tls.key.is_none() || self.mtls.client_ca.is_none())
+        {
+            return Err(SettingsError::Invalid {
+                key: "mtls.listen",
+                expected: "tls.cert, tls.key and mtls.client_ca set as well".into(),
             });
         }
         if self.password.max_concurrent_hashes == 0 {

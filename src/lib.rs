@@ -28,4 +28,5 @@ pub mod server;
 pub mod session;
 pub mod store;
 pub mod telemetry;
+pub mod tls;
 pub mod web;

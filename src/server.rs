@@ -59,6 +59,19 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         self.state.spawn_key_reload();
+        if let (Some(addr), Some(certs)) =
+            (self.state.settings.mtls.listen, self.state.certs.clone())
+        {
+            let config = certs
+                .server_config(&self.state.settings)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            let app = crate::login::certificate::mtls_router(self.state.clone());
+            tokio::spawn(async move {
+                if let Err(e) = crate::tls::serve_mtls(addr, config, app).await {
+                    tracing::error!(error = %e, "certificate-login listener stopped");
+                }
+            });
+        }
         tracing::info!(addr = %self.local_addr(), issuer = %self.state.issuer(), "Sésame is listening");
         let app = router(self.state).into_make_service_with_connect_info::<SocketAddr>();
         axum::serve(self.listener, app)

@@ -2,6 +2,7 @@
 
 pub mod claims;
 pub mod client;
+pub mod national_id;
 pub mod password;
 pub mod pkce;
 pub mod redirect_uri;

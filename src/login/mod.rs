@@ -2,6 +2,7 @@
 //! or the consent form; their POSTs finish the request and send the browser to the portal.
 
 pub mod captcha;
+pub mod certificate;
 pub mod change;
 pub mod forgot;
 pub mod forms;
@@ -517,6 +518,7 @@ fn login_page_text(
             csrf_token => i.csrf.clone(),
             username => username.to_owned(),
             error => error,
+            certificate_url => state.settings.mtls.url.as_ref().map(|u| format!("{u}/certificate/{uid}")),
         },
     );
     Page::ok(html).allowing_form_target(i.request.redirect_uri.origin())

@@ -218,7 +218,13 @@ async fn file_keys_are_loaded_rotated_and_kept() {
     let before = kids(&jwks(&a).await);
     let pems = std::fs::read_dir(dir.path().join("keys"))
         .unwrap()
-        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "pem"))
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "pem")
+        })
         .count();
     assert_eq!(pems, 3, "one PEM per algorithm");
     a.state.keys.rotate().await.unwrap();

@@ -6,6 +6,7 @@ mod smtp;
 mod strong_auth;
 
 mod authorize;
+mod certificates;
 mod cli;
 mod code_flow;
 mod durable;

@@ -5,6 +5,7 @@
 //! one migrations folder per backend, embedded in the binary.
 
 pub mod audit;
+pub mod certificates;
 pub mod clients;
 pub mod consents;
 pub mod outbox;

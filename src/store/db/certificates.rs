@@ -1,0 +1,30 @@
+//! Which account a national identifier (from a CPS card) signs in to.
+
+use sqlx::Row;
+
+use super::{Db, DbError, now};
+
+impl Db {
+    /// Binds `national_id` to an account; a later binding of the same identifier replaces it.
+    pub async fn bind_certificate(&self, national_id: &str, user_id: &str) -> Result<(), DbError> {
+        sqlx::query(
+            "INSERT INTO certificate_bindings (national_id, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (national_id) DO UPDATE SET user_id = excluded.user_id, created_at = excluded.created_at",
+        )
+        .bind(national_id)
+        .bind(user_id)
+        .bind(now())
+        .execute(self.pool())
+        .await?;
+        Ok(())
+    }
+
+    pub async fn user_for_certificate(&self, national_id: &str) -> Result<Option<String>, DbError> {
+        let row = sqlx::query("SELECT user_id FROM certificate_bindings WHERE national_id = $1")
+            .bind(national_id)
+            .fetch_optional(self.pool())
+            .await?;
+        row.map(|r| r.try_get("user_id").map_err(Into::into))
+            .transpose()
+    }
+}

@@ -1,0 +1,258 @@
+//! Client certificates: the verifier (chain to the configured CAs, validity dates, EKU
+//! clientAuth, revocation by CRL — webpki through rustls, ring only), the national identifier
+//! read from the card, and the dedicated mTLS listener where a browser is asked for a card
+//! only when the person chose « Authentification par certificat client ».
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::Request;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::service::TowerToHyperService;
+use rustls::RootCertStore;
+use rustls::server::danger::ClientCertVerifier;
+use rustls::server::{ServerConfig, WebPkiClientVerifier};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use tower::ServiceExt;
+
+use crate::config::{CertIdentity, Settings};
+use crate::domain::national_id::NationalId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum CertError {
+    #[error("{0}: {1}")]
+    Load(String, String),
+    #[error("certificate refused: {0}")]
+    Invalid(String),
+    #[error("no national identifier in the certificate: {0}")]
+    NoIdentity(String),
+}
+
+/// The peer's certificate chain, put into each request by the mTLS accept loop.
+#[derive(Clone, Default)]
+pub struct PeerChain(pub Option<Arc<Vec<CertificateDer<'static>>>>);
+
+#[derive(Clone)]
+pub struct ClientCerts {
+    verifier: Arc<dyn ClientCertVerifier>,
+    identity: CertIdentity,
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+impl ClientCerts {
+    /// `None` when no CA bundle is configured (certificate login off).
+    pub fn from_settings(s: &Settings) -> Result<Option<Self>, CertError> {
+        let Some(ca) = &s.mtls.client_ca else {
+            return Ok(None);
+        };
+        let mut roots = RootCertStore::empty();
+        for cert in CertificateDer::pem_file_iter(ca).map_err(|e| load(ca, e))? {
+            roots
+                .add(cert.map_err(|e| load(ca, e))?)
+                .map_err(|e| load(ca, e))?;
+        }
+        let mut crls = Vec::new();
+        for path in &s.mtls.crl {
+            let bytes = std::fs::read(path).map_err(|e| load(path, e))?;
+            let crl = match CertificateRevocationListDer::from_pem_slice(&bytes) {
+                Ok(c) => c,
+                Err(_) => CertificateRevocationListDer::from(bytes),
+            };
+            crls.push(crl);
+        }
+        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
+            .with_crls(crls)
+            .allow_unauthenticated()
+            .build()
+            .map_err(|e| load(ca, e))?;
+        Ok(Some(Self {
+            verifier,
+            identity: s.mtls.identity,
+        }))
+    }
+
+    /// Checks the chain and reads the national identifier from the end-entity certificate.
+    pub fn verify(&self, chain: &[CertificateDer<'_>]) -> Result<NationalId, CertError> {
+        let (end, intermediates) = chain
+            .split_first()
+            .ok_or_else(|| CertError::Invalid("no certificate".into()))?;
+        self.verifier
+            .verify_client_cert(end, intermediates, UnixTime::now())
+            .map_err(|e| CertError::Invalid(e.to_string()))?;
+        national_id(end, self.identity)
+    }
+
+    /// The TLS configuration of the mTLS listener: a card is asked for, never required at
+    /// the handshake (so a missing one gets a readable page, not a TLS alert).
+    pub fn server_config(&self, s: &Settings) -> Result<ServerConfig, CertError> {
+        let (cert, key) = (
+            s.tls.cert.as_ref().expect("validated"),
+            s.tls.key.as_ref().expect("validated"),
+        );
+        let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| load(cert, e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| load(cert, e))?;
+        let key = PrivateKeyDer::from_pem_file(key).map_err(|e| load(key, e))?;
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| load(cert, e))?
+            .with_client_cert_verifier(self.verifier.clone())
+            .with_single_cert(chain, key)
+            .map_err(|e| load(cert, e))?;
+        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Ok(cfg)
+    }
+}
+
+fn load(path: &Path, e: impl std::fmt::Display) -> CertError {
+    CertError::Load(path.display().to_string(), e.to_string())
+}
+
+const UPN_OID: &str = "1.3.6.1.4.1.311.20.2.3";
+
+/// The national identifier where the settings say it is: SAN otherName UPN or subject CN.
+pub fn national_id(
+    cert: &CertificateDer<'_>,
+    identity: CertIdentity,
+) -> Result<NationalId, CertError> {
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| CertError::Invalid(e.to_string()))?;
+    match identity {
+        CertIdentity::SanUpn => {
+            let san = x509
+                .subject_alternative_name()
+                .ok()
+                .flatten()
+                .ok_or_else(|| CertError::NoIdentity("no SAN".into()))?;
+            for name in &san.value.general_names {
+                if let x509_parser::extensions::GeneralName::OtherName(oid, value) = name
+                    && oid.to_id_string() == UPN_OID
+                    && let Some(upn) = der_utf8(value)
+                {
+                    return NationalId::from_upn(&upn).map_err(CertError::NoIdentity);
+                }
+            }
+            Err(CertError::NoIdentity("no UPN in the SAN".into()))
+        }
+        CertIdentity::SubjectCn => {
+            let cn = x509
+                .subject()
+                .iter_common_name()
+                .next()
+                .and_then(|c| c.as_str().ok())
+                .unwrap_or("");
+            NationalId::from_cn(cn).map_err(CertError::NoIdentity)
+        }
+    }
+}
+
+/// The string inside an otherName value: `[0] EXPLICIT UTF8String` (or the bare string).
+fn der_utf8(bytes: &[u8]) -> Option<String> {
+    fn tlv(b: &[u8]) -> Option<(u8, &[u8])> {
+        let (&tag, rest) = b.split_first()?;
+        let (&len, rest) = rest.split_first()?;
+        let (len, rest) = if len < 0x80 {
+            (len as usize, rest)
+        } else {
+            let n = (len & 0x7f) as usize;
+            let (lb, rest) = (rest.get(..n)?, rest.get(n..)?);
+            (lb.iter().fold(0usize, |a, b| (a << 8) | *b as usize), rest)
+        };
+        Some((tag, rest.get(..len)?))
+    }
+    let (tag, inner) = tlv(bytes)?;
+    let (tag, value) = if tag == 0xA0 {
+        tlv(inner)?
+    } else {
+        (tag, inner)
+    };
+    matches!(tag, 0x0C | 0x16 | 0x13).then(|| String::from_utf8_lossy(value).into_owned())
+}
+
+/// A client certificate forwarded by a TLS-terminating proxy: RFC 9440 `Client-Cert`
+/// (`:base64-DER:`), or nginx's `$ssl_client_escaped_cert` (URL-encoded PEM) in
+/// `X-SSL-Client-Cert`.
+pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<Vec<CertificateDer<'static>>> {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    if let Some(v) = headers.get("client-cert").and_then(|v| v.to_str().ok()) {
+        let der = b64.decode(v.trim().trim_matches(':')).ok()?;
+        let mut chain = vec![CertificateDer::from(der)];
+        if let Some(rest) = headers
+            .get("client-cert-chain")
+            .and_then(|v| v.to_str().ok())
+        {
+            for item in rest.split(',') {
+                chain.push(CertificateDer::from(
+                    b64.decode(item.trim().trim_matches(':')).ok()?,
+                ));
+            }
+        }
+        return Some(chain);
+    }
+    let v = headers
+        .get("x-ssl-client-cert")
+        .and_then(|v| v.to_str().ok())?;
+    let pem: String =
+        url::form_urlencoded::parse(format!("x={}", v.replace('+', "%2B")).as_bytes())
+            .map(|(_, v)| v.into_owned())
+            .next()?;
+    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
+        .filter_map(Result::ok)
+        .collect();
+    (!chain.is_empty()).then_some(chain)
+}
+
+/// Serves `app` over TLS on `addr`, putting each connection's client chain into its requests.
+pub async fn serve_mtls(
+    addr: SocketAddr,
+    config: ServerConfig,
+    app: Router,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    serve_mtls_on(listener, config, app).await
+}
+
+pub async fn serve_mtls_on(
+    listener: tokio::net::TcpListener,
+    config: ServerConfig,
+    app: Router,
+) -> std::io::Result<()> {
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    tracing::info!(addr = %listener.local_addr()?, "certificate-login listener");
+    loop {
+        let (tcp, peer) = listener.accept().await?;
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let tls = match acceptor.accept(tcp).await {
+                Ok(t) => t,
+                Err(e) => {
+                    tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+            };
+            let chain = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .map(|c| Arc::new(c.iter().map(|c| c.clone().into_owned()).collect()));
+            let svc = app.map_request(move |mut req: Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(PeerChain(chain.clone()));
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            });
+            let _ = ConnBuilder::new(TokioExecutor::new())
+                .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc))
+                .await;
+        });
+    }
+}

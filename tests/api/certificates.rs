@@ -1,0 +1,401 @@
+//! Certificate login with a test PKI made by rcgen: a good card, an expired one, one from
+//! another CA, one revoked by CRL, one without clientAuth, one bound to no account; through
+//! the mTLS listener and through a trusted proxy's header (RFC 9440 and nginx forms).
+
+use std::net::IpAddr;
+
+use rcgen::{
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue,
+    RevokedCertParams, SanType, SerialNumber, date_time_ymd,
+};
+use serde_json::Value;
+
+use crate::both_backends;
+use crate::helpers::{
+    Backend, Browser, ClientSpec, REDIRECT, TestApp, auth_request, location, query,
+};
+
+struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    pem: String,
+}
+
+fn ca(name: &str) -> Ca {
+    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let key = KeyPair::generate().unwrap();
+    let pem = params.self_signed(&key).unwrap().pem();
+    Ca { params, key, pem }
+}
+
+struct Card {
+    cert_pem: String,
+    key_pem: String,
+    der: Vec<u8>,
+}
+
+fn card(ca: &Ca, national_id: &str, serial: u64, expired: bool, client_auth: bool) -> Card {
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name
+        .push(DnType::CommonName, format!("{national_id}/Jeanne MARTIN"));
+    p.subject_alt_names.push(SanType::OtherName((
+        vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
+        OtherNameValue::Utf8String(format!("8.{}@carte-cps.fr", &national_id[1..])),
+    )));
+    p.extended_key_usages = vec![if client_auth {
+        ExtendedKeyUsagePurpose::ClientAuth
+    } else {
+        ExtendedKeyUsagePurpose::ServerAuth
+    }];
+    p.serial_number = Some(SerialNumber::from(serial));
+    if expired {
+        (p.not_before, p.not_after) = (date_time_ymd(2001, 1, 1), date_time_ymd(2002, 1, 1));
+    } else {
+        (p.not_before, p.not_after) = (date_time_ymd(2020, 1, 1), date_time_ymd(2090, 1, 1));
+    }
+    let key = KeyPair::generate().unwrap();
+    let issuer = Issuer::from_params(&ca.params, &ca.key);
+    let cert = p.signed_by(&key, &issuer).unwrap();
+    Card {
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+        der: cert.der().to_vec(),
+    }
+}
+
+fn rpps_id(ten: &str) -> String {
+    format!("8{}", sesame::domain::national_id::with_check_digit(ten))
+}
+
+struct Pki {
+    good: Card,
+    expired: Card,
+    foreign: Card,
+    revoked: Card,
+    server_auth_only: Card,
+    unbound: Card,
+    dir: tempfile::TempDir,
+    ca_pem: String,
+}
+
+fn pki() -> Pki {
+    let a = ca("IGC-Santé TEST");
+    let b = ca("Another CA");
+    let id = rpps_id("1000123456");
+    let pki_dir = tempfile::tempdir().unwrap();
+    let revoked = card(&a, &id, 42, false, true);
+    let crl = CertificateRevocationListParams {
+        this_update: date_time_ymd(2025, 1, 1),
+        next_update: date_time_ymd(2090, 1, 1),
+        crl_number: SerialNumber::from(1u64),
+        issuing_distribution_point: None,
+        revoked_certs: vec![RevokedCertParams {
+            serial_number: SerialNumber::from(42u64),
+            revocation_time: date_time_ymd(2025, 6, 1),
+            reason_code: None,
+            invalidity_date: None,
+        }],
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&Issuer::from_params(&a.params, &a.key))
+    .unwrap();
+    std::fs::write(pki_dir.path().join("ca.pem"), &a.pem).unwrap();
+    std::fs::write(pki_dir.path().join("crl.pem"), crl.pem().unwrap()).unwrap();
+    // The mTLS listener's own certificate, for 127.0.0.1.
+    let mut sp = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    sp.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap())];
+    let skey = KeyPair::generate().unwrap();
+    let server = sp
+        .signed_by(&skey, &Issuer::from_params(&a.params, &a.key))
+        .unwrap();
+    std::fs::write(pki_dir.path().join("server.pem"), server.pem()).unwrap();
+    std::fs::write(pki_dir.path().join("server.key"), skey.serialize_pem()).unwrap();
+    Pki {
+        good: card(&a, &id, 1, false, true),
+        expired: card(&a, &id, 2, true, true),
+        foreign: card(&b, &id, 3, false, true),
+        revoked,
+        server_auth_only: card(&a, &id, 4, false, false),
+        unbound: card(&a, &rpps_id("1000999999"), 5, false, true),
+        ca_pem: a.pem.clone(),
+        dir: pki_dir,
+    }
+}
+
+async fn app_with(backend: Backend, pki: &Pki, trusted: bool) -> (TestApp, String) {
+    let d = pki.dir.path().to_owned();
+    let app = TestApp::spawn_with(backend, |s| {
+        s.mtls.client_ca = Some(d.join("ca.pem"));
+        s.mtls.crl = vec![d.join("crl.pem")];
+        s.tls.cert = Some(d.join("server.pem"));
+        s.tls.key = Some(d.join("server.key"));
+        if trusted {
+            s.mtls.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+        }
+        s.mtls.url = Some("https://carte.example.fr".into());
+    })
+    .await;
+    let secret = app
+        .create_client(ClientSpec::portal("portal"))
+        .await
+        .unwrap();
+    let alice = app.create_user("alice").await;
+    app.state
+        .db
+        .bind_certificate(&rpps_id("1000123456"), &alice.id)
+        .await
+        .unwrap();
+    (app, secret)
+}
+
+/// Starts a sign-in; returns the interaction uid.
+async fn start(app: &TestApp, b: &Browser) -> (String, crate::helpers::AuthRequest) {
+    let req = auth_request(&app.issuer, "portal", &[]);
+    let res = b.get(&req.url).await;
+    let page = location(&res);
+    let html = b.get(&page).await.text().await.unwrap();
+    assert!(
+        html.contains("Authentification par certificat client"),
+        "the F6 choice"
+    );
+    (page.trim_start_matches("/interaction/").to_owned(), req)
+}
+
+fn rfc9440(card: &Card) -> String {
+    format!(
+        ":{}:",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &card.der)
+    )
+}
+
+async fn cards_through_a_trusted_proxy(backend: Backend) {
+    let pki = pki();
+    let (app, secret) = app_with(backend, &pki, true).await;
+    for (name, c) in [
+        ("expired", &pki.expired),
+        ("other CA", &pki.foreign),
+        ("revoked", &pki.revoked),
+        ("no clientAuth", &pki.server_auth_only),
+        ("unbound", &pki.unbound),
+    ] {
+        let b = app.browser();
+        let (uid, _) = start(&app, &b).await;
+        let res = app
+            .http
+            .get(app.url(&format!("/certificate/{uid}")))
+            .header("client-cert", rfc9440(c))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 403, "{name}");
+        assert!(
+            res.text().await.unwrap().contains(if name == "unbound" {
+                "associé à aucun compte"
+            } else {
+                "pas accepté"
+            }),
+            "{name}"
+        );
+    }
+    let b = app.browser();
+    let (uid, req) = start(&app, &b).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/certificate/{uid}")))
+        .header("client-cert", rfc9440(&pki.good))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let back = location(&res);
+    assert!(back.contains(&format!("/interaction/{uid}/certificate?token=")));
+    // The token is worthless in another browser, and good once in the one that started.
+    assert_eq!(app.browser().get(&back).await.status(), 400);
+    let res = b.get(&back).await;
+    let code = query(&location(&res))["code"].clone();
+    assert!(location(&res).starts_with(REDIRECT));
+    let claims = token_claims(&app, &secret, &code, &req.verifier).await;
+    assert_eq!(claims["acr"], "urn:sesame:loa:2");
+    assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
+    assert_eq!(b.get(&back).await.status(), 400, "single use");
+
+    // nginx's $ssl_client_escaped_cert form.
+    let b = app.browser();
+    let (uid, _) = start(&app, &b).await;
+    // nginx percent-encodes (ngx_escape_uri): spaces as %20, newlines as %0A, '+' as %2B.
+    let escaped: String = pki
+        .good
+        .cert_pem
+        .chars()
+        .map(|c| match c {
+            ' ' => "%20".to_owned(),
+            '\n' => "%0A".to_owned(),
+            '+' => "%2B".to_owned(),
+            '/' => "%2F".to_owned(),
+            '=' => "%3D".to_owned(),
+            c => c.to_string(),
+        })
+        .collect();
+    let res = app
+        .http
+        .get(app.url(&format!("/certificate/{uid}")))
+        .header("x-ssl-client-cert", escaped)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 303);
+    let events = app.audit_events().await;
+    assert!(
+        events.contains(&"certificate_refused".to_string())
+            && events.contains(&"login_ok_certificate".to_string())
+    );
+}
+
+/// The ID token's claims after the portal redeems `code`.
+async fn token_claims(app: &TestApp, secret: &str, code: &str, verifier: &str) -> Value {
+    let t: Value = app
+        .http
+        .post(app.url("/token"))
+        .basic_auth("portal", Some(secret))
+        .form(&[
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", verifier),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    app.state
+        .keys
+        .verify_jwt(t["id_token"].as_str().expect("an ID token"))
+        .expect("signed by us")
+}
+
+async fn the_header_is_ignored_from_anyone_else(backend: Backend) {
+    let pki = pki();
+    let (app, _) = app_with(backend, &pki, false).await;
+    let b = app.browser();
+    let (uid, _) = start(&app, &b).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/certificate/{uid}")))
+        .header("client-cert", rfc9440(&pki.good))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    assert!(res.text().await.unwrap().contains("Aucun certificat"));
+}
+
+async fn cards_through_the_mtls_listener(backend: Backend) {
+    let pki = pki();
+    let (app, _) = app_with(backend, &pki, false).await;
+    let certs = app.state.certs.clone().expect("configured");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let config = certs.server_config(&app.state.settings).unwrap();
+    tokio::spawn(sesame::tls::serve_mtls_on(
+        listener,
+        config,
+        sesame::login::certificate::mtls_router(app.state.clone()),
+    ));
+    let tls_client = |card: Option<&Card>| {
+        let mut b = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap());
+        if let Some(c) = card {
+            b = b.identity(
+                reqwest::Identity::from_pem(format!("{}{}", c.cert_pem, c.key_pem).as_bytes())
+                    .unwrap(),
+            );
+        }
+        b.build().unwrap()
+    };
+    let b = app.browser();
+    let (uid, _) = start(&app, &b).await;
+    let url = format!("https://127.0.0.1:{port}/certificate/{uid}");
+    let none = tls_client(None).get(&url).send().await.unwrap();
+    assert_eq!(none.status(), 403, "no card: a page, not a TLS failure");
+    assert!(
+        tls_client(Some(&pki.foreign))
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
+        "another CA fails the handshake"
+    );
+    assert!(
+        tls_client(Some(&pki.revoked))
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
+        "a revoked card fails the handshake"
+    );
+    let res = tls_client(Some(&pki.good)).get(&url).send().await.unwrap();
+    assert_eq!(res.status(), 303);
+    let res = b.get(&location(&res)).await;
+    assert!(location(&res).starts_with(REDIRECT), "back to the portal");
+}
+
+both_backends!(
+    cards_through_a_trusted_proxy,
+    the_header_is_ignored_from_anyone_else,
+    cards_through_the_mtls_listener
+);
+
+#[test]
+fn bind_certificate_from_a_pem_file() {
+    let pki = pki();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("card.pem"), &pki.good.cert_pem).unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sesame"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_remove("SESAME_CONFIG")
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sesame"))
+        .args([
+            "user",
+            "create",
+            "jmartin",
+            "--email",
+            "j@x.fr",
+            "--password-stdin",
+        ])
+        .current_dir(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut child.stdin.take().unwrap(), b"Tres#Secret1").unwrap();
+    assert!(child.wait().unwrap().success());
+    let o = run(&["user", "bind-certificate", "jmartin", "--cert", "card.pem"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stdout).contains(&rpps_id("1000123456")));
+    let o = run(&[
+        "user",
+        "bind-certificate",
+        "jmartin",
+        "--national-id",
+        "812345678900",
+    ]);
+    assert!(!o.status.success(), "a wrong Luhn digit is refused");
+}
