@@ -172,7 +172,7 @@ async fn form_page(
             heading => "expired.title",
             warning => true,
             errors => errors,
-            action => format!("/interaction/{uid}/password"),
+            action => crate::web::path_attr(format!("/interaction/{uid}/password")),
             csrf_token => i.csrf.clone(),
             username => username.to_owned(),
             captcha => captcha.map(|c| Value::from(minijinja::value::Serde(c))),

@@ -347,7 +347,7 @@ async fn reset_page(
         "reset.html",
         locale,
         context! {
-            action => format!("/password/reset/{token}"),
+            action => crate::web::path_attr(format!("/password/reset/{token}")),
             csrf_token => state.new_form_token().await?,
             username => username.to_owned(),
             errors => errors,

@@ -513,8 +513,8 @@ fn login_page_text(
         i.locale,
         context! {
             client_name => client.id.to_string(),
-            action => format!("/interaction/{uid}/login"),
-            cancel_action => format!("/interaction/{uid}/cancel"),
+            action => crate::web::path_attr(format!("/interaction/{uid}/login")),
+            cancel_action => crate::web::path_attr(format!("/interaction/{uid}/cancel")),
             csrf_token => i.csrf.clone(),
             username => username.to_owned(),
             error => error,
@@ -531,7 +531,7 @@ fn consent_page(state: &AppState, uid: &str, i: &Interaction, client: &Client) -
         i.locale,
         context! {
             client_name => client.id.to_string(),
-            action => format!("/interaction/{uid}/consent"),
+            action => crate::web::path_attr(format!("/interaction/{uid}/consent")),
             csrf_token => i.csrf.clone(),
             scopes => scopes,
         },

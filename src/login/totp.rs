@@ -204,7 +204,7 @@ fn page(
     let html = state.pages.render(
         "totp.html",
         locale,
-        context! { action => format!("/interaction/{uid}/totp"), csrf_token => csrf.to_owned(), error => error },
+        context! { action => crate::web::path_attr(format!("/interaction/{uid}/totp")), csrf_token => csrf.to_owned(), error => error },
     );
     Page::ok(html).with_status(status).into_response()
 }

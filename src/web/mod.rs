@@ -76,3 +76,26 @@ impl Templates {
         Page::ok(html).with_status(status)
     }
 }
+
+/// A path for an `action` or `href` attribute, unescaped when it holds only characters that
+/// need no escaping (our paths and base64url tokens), so that the HTML stays plain; anything
+/// else is left to auto-escaping.
+pub fn path_attr(path: String) -> minijinja::Value {
+    if path
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'-' | b'_' | b'.'))
+    {
+        minijinja::Value::from_safe_string(path)
+    } else {
+        minijinja::Value::from(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn only_plain_paths_skip_escaping() {
+        assert!(super::path_attr("/interaction/abc-_9/login".into()).is_safe());
+        assert!(!super::path_attr("/password/reset/\"><script>".into()).is_safe());
+    }
+}
