@@ -36,6 +36,11 @@ fn key(cookie: &str) -> String {
     format!("session:{}", token_hash(cookie))
 }
 
+/// Marks a session alive by its public id, for what outlives the cookie check (refresh).
+pub fn sid_key(sid: &str) -> String {
+    format!("sid:{sid}")
+}
+
 fn user_index(user_id: &str) -> String {
     format!("user:{user_id}")
 }
@@ -67,6 +72,7 @@ impl AppState {
         if self.now() - session.touched_at >= 60 {
             session.touched_at = self.now();
             self.eph.put_json(&key, &session, ttl).await?;
+            self.eph.put(&sid_key(&session.sid), "1", ttl).await?;
         }
         Ok(Some(Current { key, session }))
     }
@@ -95,6 +101,11 @@ impl AppState {
             .session_ttl(&session)
             .expect("a new session has time left");
         self.eph.put_json(&key, &session, ttl).await?;
+        self.eph.put(&sid_key(&session.sid), "1", ttl).await?;
+        let max = Duration::from_secs(self.settings.session.max_hours * 3600);
+        self.eph
+            .own(&user_index(user_id), &sid_key(&session.sid), max)
+            .await?;
         self.eph
             .own(
                 &user_index(user_id),
@@ -123,6 +134,7 @@ impl AppState {
     /// portal that has a back-channel logout URI (without waiting for them).
     pub async fn end_session(&self, current: &Current) -> Result<(), crate::app::Internal> {
         self.eph.delete(&current.key).await?;
+        self.eph.delete(&sid_key(&current.session.sid)).await?;
         let families = self
             .db
             .revoke_session_refresh_tokens(&current.session.sid)

@@ -97,7 +97,7 @@ pub async fn change_password(
             state
                 .address_count(
                     "login",
-                    &peer.ip().to_string(),
+                    &state.client_ip(&peer, &headers),
                     crate::login::throttle::LOGIN_FAILURES_PER_ADDRESS,
                 )
                 .await?;

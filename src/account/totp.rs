@@ -62,6 +62,10 @@ pub async fn start(
             .user_by_id(&c.session.user_id)
             .await?
             .ok_or(Internal::Gone)?;
+        // A session alone must not be enough to swap in another authenticator.
+        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+            return Ok(refusal);
+        }
         let secret = totp_rs::Secret::generate().to_base32();
         state
             .eph
@@ -160,14 +164,8 @@ pub async fn remove(
             .user_by_id(&c.session.user_id)
             .await?
             .ok_or(Internal::Gone)?;
-        if !matches!(
-            state
-                .passwords
-                .verify(user.password_hash.as_deref(), &form.password)
-                .await,
-            Verified::Yes(_)
-        ) {
-            return super::page(&state, &c, locale, vec![text(locale, "change.wrong_old")]).await;
+        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+            return Ok(refusal);
         }
         if state.db.delete_totp(&user.id).await? {
             state
@@ -183,6 +181,35 @@ pub async fn remove(
         Ok(super::done(&state, locale, "totp.removed", None))
     };
     result.await.unwrap_or_else(|e| internal(&state, locale, e))
+}
+
+/// Checks the account's password, throttled like every other password check.
+async fn password_refused(
+    state: &AppState,
+    c: &Current,
+    user: &crate::domain::user::User,
+    password: &str,
+    locale: Locale,
+) -> Result<Option<Response>, Internal> {
+    let identifier = user.username.to_string();
+    if let crate::login::throttle::Gate::Wait(s) = state.account_gate(&identifier).await? {
+        let msg = crate::web::templates::text_n(locale, "throttle.wait", s as i64);
+        return Ok(Some(super::page(state, c, locale, vec![msg]).await?));
+    }
+    if matches!(
+        state
+            .passwords
+            .verify(user.password_hash.as_deref(), password)
+            .await,
+        Verified::Yes(_)
+    ) {
+        state.account_succeeded(&identifier).await?;
+        return Ok(None);
+    }
+    state.account_failed(&identifier).await?;
+    Ok(Some(
+        super::page(state, c, locale, vec![text(locale, "change.wrong_old")]).await?,
+    ))
 }
 
 async fn notify(

@@ -85,7 +85,12 @@ pub async fn submit(
         if !ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) {
             return Err(Halt::Expired);
         }
-        let user = state.db.user_by_id(&user_id).await?.ok_or(Halt::Expired)?;
+        let user = state
+            .db
+            .user_by_id(&user_id)
+            .await?
+            .filter(|u| !u.disabled)
+            .ok_or(Halt::Expired)?;
         let l = i.locale;
         let retry = |errors: Vec<String>| {
             let (state, uid, i, name) = (&state, &uid, &i, user.username.to_string());
@@ -113,10 +118,15 @@ pub async fn submit(
         if !(same && old_ok) {
             state.account_failed(&identifier).await?;
             state
-                .address_count("login", &peer.ip().to_string(), LOGIN_FAILURES_PER_ADDRESS)
+                .address_count(
+                    "login",
+                    &state.client_ip(&peer, &headers),
+                    LOGIN_FAILURES_PER_ADDRESS,
+                )
                 .await?;
             return Ok(retry(vec![text(l, "change.wrong_old")]).await?);
         }
+        state.account_succeeded(&identifier).await?;
         if let Err(v) = state
             .set_password(
                 &user,
@@ -129,13 +139,28 @@ pub async fn submit(
         {
             return Ok(retry(messages(l, &v)).await?);
         }
+        i.must_change = None;
+        let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+        // The new password is one factor, like the old: a second factor still comes next,
+        // and a portal that needs two is refused to an account that has one only.
+        if state.totp_enrolled(&user.id).await? {
+            i.second_factor = Some(user.id.clone());
+            state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
+            return Ok(crate::account::done(
+                &state,
+                l,
+                "change.done",
+                Some(format!("/interaction/{uid}/totp")),
+            ));
+        }
+        if i.request.need_mfa {
+            return Ok(super::deny_weak(&state, &uid, &i).await);
+        }
         // Signed in now: the confirmation page leads back into the pending request.
         let (_, cookie) = state
             .start_session(&user.id, vec!["pwd".into()], &state.settings.acr.password)
             .await?;
-        i.must_change = None;
         i.user_id = Some(user.id.clone());
-        let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
         state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
         let mut res = crate::account::done(
             &state,

@@ -88,7 +88,7 @@ pub async fn submit(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let address = peer.ip().to_string();
+        let address = state.client_ip(&peer, &headers);
         if let Gate::Wait(s) = state
             .address_gate("forgot", &address, FORGOT_PER_ADDRESS)
             .await?

@@ -138,7 +138,10 @@ async fn resume(
     {
         return Ok(consent_page(state, uid, &i, client).into_response());
     }
-    state.eph.delete(&interaction_key(uid)).await?;
+    // Taken, not deleted: of two concurrent resumes, one gets a code.
+    if state.eph.take(&interaction_key(uid)).await?.is_none() {
+        return Err(Halt::Expired);
+    }
     Ok(see_other(
         &state.issue_code(&i.request, &mut current).await?,
     ))
@@ -177,7 +180,7 @@ pub async fn password_login(
     }
     match sign_in(
         &state,
-        &peer.ip().to_string(),
+        &state.client_ip(&peer, &headers),
         &form.username,
         &form.password,
     )
@@ -464,7 +467,7 @@ async fn ask_second_factor(
 }
 
 /// The portal needs two factors and the account has only a password.
-async fn deny_weak(state: &AppState, uid: &str, interaction: &Interaction) -> Response {
+pub(crate) async fn deny_weak(state: &AppState, uid: &str, interaction: &Interaction) -> Response {
     if let Err(e) = state.eph.delete(&interaction_key(uid)).await {
         return Halt::Internal(e.into()).respond(state, interaction.locale);
     }

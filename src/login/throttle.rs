@@ -30,6 +30,8 @@ pub enum Gate {
 const DAY: Duration = Duration::from_secs(86_400);
 pub const FREE_FAILURES: u64 = 5;
 pub const DAILY_FAILURES: u64 = 25;
+/// How long an attempt counts as in flight if its process dies before finishing it.
+const INFLIGHT_WINDOW: Duration = Duration::from_secs(30);
 
 /// Per-address limits: (attempts, window).
 pub const LOGIN_FAILURES_PER_ADDRESS: (u64, Duration) = (50, Duration::from_secs(600));
@@ -44,6 +46,25 @@ fn delay_after(consecutive: u64) -> u64 {
 }
 
 impl AppState {
+    /// The client's address: the peer's, or the first `X-Forwarded-For` hop when the peer is
+    /// a proxy listed in `mtls.trusted_proxies` (behind a proxy every peer is the proxy).
+    pub fn client_ip(
+        &self,
+        peer: &std::net::SocketAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> String {
+        if self.settings.mtls.trusted_proxies.contains(&peer.ip())
+            && let Some(ip) = headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
+        {
+            return ip.to_string();
+        }
+        peer.ip().to_string()
+    }
+
     /// Before checking a password for `identifier`.
     pub async fn account_gate(&self, identifier: &str) -> Result<Gate, Internal> {
         let until = self
@@ -51,14 +72,32 @@ impl AppState {
             .get(&format!("lock:{identifier}"))
             .await?
             .and_then(|v| v.parse::<i64>().ok());
-        Ok(match until {
-            Some(t) if t > self.now() => Gate::Wait((t - self.now()) as u64),
-            _ => Gate::Open,
-        })
+        if let Some(t) = until.filter(|t| *t > self.now()) {
+            return Ok(Gate::Wait((t - self.now()) as u64));
+        }
+        // Attempts in flight count too: a thousand parallel guesses cannot all pass before
+        // the first failure is recorded. Every `Open` is followed by `account_failed` or
+        // `account_succeeded`, which release it.
+        let inflight = self
+            .eph
+            .incr(&format!("inflight:{identifier}"), INFLIGHT_WINDOW)
+            .await?;
+        let failures = self
+            .eph
+            .get(&format!("fails:run:{identifier}"))
+            .await?
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0);
+        if inflight > 1 && failures + inflight > FREE_FAILURES {
+            self.eph.decr(&format!("inflight:{identifier}")).await?;
+            return Ok(Gate::Wait(1));
+        }
+        Ok(Gate::Open)
     }
 
     /// After a wrong password (or unknown identifier): returns the wait now imposed.
     pub async fn account_failed(&self, identifier: &str) -> Result<Gate, Internal> {
+        self.eph.decr(&format!("inflight:{identifier}")).await?;
         let consecutive = self
             .eph
             .incr(&format!("fails:run:{identifier}"), DAY)
@@ -87,6 +126,7 @@ impl AppState {
     }
 
     pub async fn account_succeeded(&self, identifier: &str) -> Result<(), Internal> {
+        self.eph.decr(&format!("inflight:{identifier}")).await?;
         self.eph.delete(&format!("fails:run:{identifier}")).await?;
         Ok(())
     }

@@ -151,7 +151,11 @@ pub async fn submit(
         {
             state.account_failed(&identifier).await?;
             state
-                .address_count("login", &peer.ip().to_string(), LOGIN_FAILURES_PER_ADDRESS)
+                .address_count(
+                    "login",
+                    &state.client_ip(&peer, &headers),
+                    LOGIN_FAILURES_PER_ADDRESS,
+                )
                 .await?;
             state
                 .db

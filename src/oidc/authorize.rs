@@ -191,7 +191,7 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         }
         (None, None) => None,
     };
-    let claims = match p.get("claims") {
+    let mut claims = match p.get("claims") {
         Some(raw) => ClaimsRequest::parse(raw).map_err(invalid)?,
         None => ClaimsRequest::default(),
     };
@@ -217,6 +217,13 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         && (!client.allows(GrantType::RefreshToken) || (!client.first_party && !prompt.consent))
     {
         scopes = scopes.without("offline_access");
+    }
+    // Consent is given per scope: a third-party portal gets no identity claim through
+    // `claims` that its scopes do not cover (first-party portals need no consent).
+    if !client.first_party {
+        let covered = crate::domain::claims::by_scope(&scopes);
+        claims.id_token.retain(|c| covered.contains(c.as_str()));
+        claims.userinfo.retain(|c| covered.contains(c.as_str()));
     }
     let request = AuthRequest {
         client_id: client.id.to_string(),

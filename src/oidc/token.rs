@@ -51,7 +51,7 @@ pub async fn token(
 ) -> Response {
     // Client-authentication failures are counted per address: guessing secrets is slowed,
     // valid traffic never is.
-    let address = peer.ip().to_string();
+    let address = state.client_ip(&peer, &headers);
     match state
         .address_gate("token", &address, TOKEN_FAILURES_PER_ADDRESS)
         .await
@@ -236,6 +236,19 @@ async fn refresh_token(
         }
         Spend::Unknown => return Err(invalid()),
     };
+    // A refresh token without offline_access lives no longer than its SSO session.
+    if !grant.offline
+        && state
+            .eph
+            .get(&crate::session::sid_key(&grant.auth.sid))
+            .await?
+            .is_none()
+    {
+        state.revoke_family(&record.family_id).await?;
+        return Err(OAuthError::invalid_grant(
+            "the session of this refresh token has ended",
+        ));
+    }
     let user = active_user(state, &record.user_id).await?;
     let issued = issue(
         state,

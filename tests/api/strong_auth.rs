@@ -29,7 +29,20 @@ async fn enrol(b: &Browser) -> (String, Vec<String>) {
         .iter()
         .position(|f| f.action == "/account/totp")
         .expect("enable form");
-    let page = b.submit(&account, i, &[]).await.text().await.unwrap();
+    assert_eq!(
+        b.submit(&account, i, &[("password", "Wrong#Pass1")])
+            .await
+            .status(),
+        400,
+        "the password is asked"
+    );
+    let account = b.get("/account").await.text().await.unwrap();
+    let page = b
+        .submit(&account, i, &[("password", PASSWORD)])
+        .await
+        .text()
+        .await
+        .unwrap();
     assert!(page.contains("svg+xml;base64,"), "a QR code");
     let secret = page
         .split("id=\"totp-secret\">")

@@ -81,7 +81,8 @@ impl Db {
     }
 
     pub async fn mail_sent(&self, id: i64) -> Result<(), DbError> {
-        sqlx::query("UPDATE mail_outbox SET sent_at = $1, last_error = NULL WHERE id = $2")
+        // Bodies can hold temporary passwords and reset links: gone once delivered.
+        sqlx::query("UPDATE mail_outbox SET sent_at = $1, last_error = NULL, text_body = '', html_body = '' WHERE id = $2")
             .bind(now())
             .bind(id)
             .execute(self.pool())

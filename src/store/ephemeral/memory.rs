@@ -112,6 +112,14 @@ impl MemoryStore {
         Ok(next)
     }
 
+    pub async fn decr(&self, key: &str) -> Result<(), EphemeralError> {
+        let now = Instant::now();
+        if let Some((v, _)) = self.lock().live(key, now) {
+            *v = v.parse::<u64>().unwrap_or(0).saturating_sub(1).to_string();
+        }
+        Ok(())
+    }
+
     pub async fn own(&self, owner: &str, key: &str, ttl: Duration) -> Result<(), EphemeralError> {
         let exp = Instant::now() + ttl;
         let mut inner = self.lock();

@@ -88,6 +88,11 @@ impl Ephemeral {
         dispatch!(self, s => s.incr(key, window).await)
     }
 
+    /// Takes one off a counter made by `incr` (never below zero; a missing counter stays missing).
+    pub async fn decr(&self, key: &str) -> Result<(), EphemeralError> {
+        dispatch!(self, s => s.decr(key).await)
+    }
+
     /// Files `key` under `owner` (a user, a token family…) so that `delete_owner` removes it.
     pub async fn own(&self, owner: &str, key: &str, ttl: Duration) -> Result<(), EphemeralError> {
         dispatch!(self, s => s.own(owner, key, ttl).await)

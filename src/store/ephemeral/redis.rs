@@ -35,6 +35,11 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n";
 
+/// DECR that neither creates a counter nor goes below zero.
+const DECR_FLOOR: &str = r"
+if redis.call('GET', KEYS[1]) and tonumber(redis.call('GET', KEYS[1])) > 0 then return redis.call('DECR', KEYS[1]) end
+return 0";
+
 /// SADD to an owner index, whose life is the longest of its members'.
 const OWN: &str = r"
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -131,6 +136,12 @@ impl RedisStore {
     pub async fn incr(&self, key: &str, window: Duration) -> Result<u64, EphemeralError> {
         self.script(INCR_WINDOW, &self.key(key), &[millis(window).to_string()])
             .await
+    }
+
+    pub async fn decr(&self, key: &str) -> Result<(), EphemeralError> {
+        self.script::<i64>(DECR_FLOOR, &self.key(key), &[])
+            .await
+            .map(drop)
     }
 
     pub async fn own(&self, owner: &str, key: &str, ttl: Duration) -> Result<(), EphemeralError> {
