@@ -64,6 +64,7 @@ function load(resultsDir) {
       firstError: rs.map((r) => r.gen.first_error).find(Boolean),
       steps: rs[0]?.gen?.steps,
       stepsAll: rs.map((r) => r.gen.steps),
+      contended: rs.filter((r) => r.contended).length,
       hwmMiB: mem?.vmhwm_kb ? mem.vmhwm_kb / 1024 : NaN,
       idleMiB: mem?.rss_idle_kb ? mem.rss_idle_kb / 1024 : NaN,
     });
@@ -99,7 +100,7 @@ p(`- date (UTC): ${env.date_utc ?? nodeMeta.date_utc} – ${env.end_utc ?? ''}`)
 p(`- machine: ${nodeMeta.cpu_model ?? os.cpus()[0]?.model}, nproc ${nodeMeta.nproc ?? os.cpus().length}, RAM ${f(memKiB / 1024 / 1024, 1)} GiB, kernel ${nodeMeta.kernel ?? os.release()}`);
 p(`- load average before the run: ${env.loadavg_before ?? '–'}`);
 p(`- command: \`${env.command}\``);
-p(`- settings: ${nodeMeta.duration ?? '–'}`);
+p(`- settings (run-bench.sh): ${nodeMeta.duration ? `duration=${nodeMeta.duration}` : '–'}`);
 p(`- node-oidc-provider ${nodeMeta.oidc_provider}, Node ${nodeMeta.node}, node argon2 ${nodeMeta.argon2}; ${nodeMeta.wrk}`);
 p(`- Sésame: ${env.sesame_version} (commit ${env.sesame_commit}), \`cargo build --release\`, embedded defaults (SQLite \`./data/sesame.db\`, in-memory ephemeral store, keys in the database), \`RUST_LOG=warn\``);
 p(`- server processes: ${env.sesame_restart === 'pass'
@@ -171,7 +172,7 @@ ratioTarget('W7', 5);
     const share = s.rate / bound;
     rows.push(`| W5 ${NAMES.W5} | ≥ 90 % of ${ncpu} cores / argon2 time = ${f(bound, 1)} logins/s | ${f(s.rate, 1)} logins/s = ${f(share * 100, 0)} % (node ${f(n?.rate, 1)}) | ${verdict(share >= 0.9, s.errors > 0)} |`);
   } else {
-    rows.push(`| W5 ${NAMES.W5} | ≥ 90 % of cores / argon2 time | ${f(s?.rate, 1)} logins/s; argon2 time ${argon ? '' : 'not measured'} | not measured |`);
+    rows.push(`| W5 ${NAMES.W5} | ≥ 90 % of cores / argon2 time | ${s ? `${f(s.rate, 1)} logins/s` : 'W5 not run'}${argon ? '' : '; argon2 time not measured'} | not measured |`);
   }
 }
 {
@@ -180,6 +181,12 @@ ratioTarget('W7', 5);
     const bad = pairs.filter(([, n, s]) => s.hwmMiB > n.hwmMiB / 8);
     const worst = pairs.reduce((a, b) => (b[2].hwmMiB / b[1].hwmMiB > a[2].hwmMiB / a[1].hwmMiB ? b : a));
     rows.push(`| peak RSS | Sésame ≤ 1/8 of node, every workload | Sésame ${f(Math.min(...pairs.map((x) => x[2].hwmMiB)))}–${f(Math.max(...pairs.map((x) => x[2].hwmMiB)))} MiB, node ${f(Math.min(...pairs.map((x) => x[1].hwmMiB)))}–${f(Math.max(...pairs.map((x) => x[1].hwmMiB)))} MiB; highest share ${worst[0]} ${f(100 * worst[2].hwmMiB / worst[1].hwmMiB, 1)} %${bad.length ? `; over 1/8: ${bad.map((x) => x[0]).join(', ')}` : ''} | ${verdict(bad.length === 0)} |`);
+  }
+}
+{
+  const starts = readLines(path.join(dir, 'sesame-hwm-at-start.txt')).map((l) => Number(l.split(' ')[1]) / 1024).filter(Number.isFinite);
+  if (starts.length) {
+    p(`Sésame's VmHWM right after start (ready, before any load): ${f(Math.min(...starts))}–${f(Math.max(...starts))} MiB over its ${starts.length} starts.`, '');
   }
 }
 p('## Targets', '');
@@ -204,16 +211,29 @@ for (const f2 of fs.readdirSync(dir).filter((x) => /^selftest-.*\.json$/.test(x)
   if (res?.ok) {
     p(`- ${client}: passed (ID token ${res.id_token_header?.alg}, JWT access token ${res.jwt_at_header?.alg} typ ${res.jwt_at_header?.typ}, userinfo and introspection answered, wrong password rejected with 401)`);
   } else {
-    p(`- ${client}: **failed**:`, '', '```', (err || ok).split('\n').slice(-6).join('\n'), '```');
+    const errLine = (err || ok).split('\n').find((l) => l.startsWith('Error:')) ?? (err || ok).split('\n').slice(-6).join('\n');
+    p(`- ${client}: **failed**:`, '', '  ```', `  ${errLine}`, '  ```');
+    if (/^Error: wrong password must be rejected/.test(errLine)) {
+      p('', '  Every earlier check passed (password login, code flow, session re-use, client_credentials JWT and opaque, ID token and JWT access token signatures against the JWKS, userinfo, introspection); only the last, negative check failed, so the benchmark went on.');
+    }
+    const diag = path.join(dir, `selftest-${client}.diag`);
+    if (fs.existsSync(diag)) {
+      p('', '  What Sésame served and answered at that step (bench/selftest-diag.mjs):', '', ...fs.readFileSync(diag, 'utf8').trim().split('\n').map((l) => `  - ${l}`));
+    }
   }
 }
 p('');
 
 p('## Notes', '');
 p('- The load generator shares the cores with the server under test, as in the peer\'s own figures; ratios are measured in one run, so both sides pay the same.');
+{
+  const count = (m) => [...m.values()].reduce((a, e) => [a[0] + e.contended, a[1] + e.runs], [0, 0]);
+  const [nc, nr] = count(node); const [sc, sr] = count(sesame);
+  p(`- Measured runs during which other processes used more than MAX_FOREIGN (${(nodeMeta.duration ?? '').replace(/.*max_foreign=([^ ]+).*/, '$1')} cores): node ${nc} of ${nr}, Sésame ${sc} of ${sr} (per run in the "foreign" column above). run-bench.sh ran with retries=${(nodeMeta.duration ?? '').replace(/.*retries=([^ ]+).*/, '$1')} (it redoes such runs only when it cannot raise its priority).`);
+}
 p('- W3-ES256 compares Sésame issuing ES256 JWT access tokens (client `bench-es256`, `--id-token-alg ES256`) with node-oidc-provider\'s W3 (RS256), the only client_credentials JWT figure the peer measures.');
 if (env.notes) for (const n of env.notes.split('|')) p(`- ${n}`);
-p(`- Reproduce: \`${env.command}\` (about ${env.minutes ?? '?'} minutes for this run).`);
+p(`- Reproduce: \`${env.command}\` (this run took ${env.minutes ?? '?'} minutes, the build included).`);
 p('');
 
 fs.writeFileSync(outFile, out.join('\n'));

@@ -30,6 +30,7 @@ pub struct Inner {
     pub keys: KeyRing,
     pub pages: Templates,
     pub passwords: Passwords,
+    pub clients: crate::store::cache::ClientCache,
     pub mailer: crate::mail::Mailer,
     /// Client-certificate verification (`None` unless `mtls.client_ca` is set).
     pub certs: Option<crate::tls::ClientCerts>,
@@ -88,6 +89,7 @@ impl AppState {
             keys,
             pages,
             passwords,
+            clients: Default::default(),
             mailer,
             secrets,
             certs,
@@ -98,6 +100,14 @@ impl AppState {
 
     pub fn issuer(&self) -> &str {
         &self.settings.issuer
+    }
+
+    /// A registered client, through the short-lived cache.
+    pub async fn client(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::Client>, crate::store::db::DbError> {
+        self.clients.get(&self.db, id).await
     }
 
     pub fn now(&self) -> i64 {

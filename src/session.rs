@@ -143,7 +143,7 @@ impl AppState {
             self.eph.delete_owner(&format!("family:{f}")).await?;
         }
         for client_id in &current.session.clients {
-            if let Some(client) = self.db.client(client_id).await? {
+            if let Some(client) = self.client(client_id).await? {
                 self.backchannel.notify(self, &client, &current.session);
             }
         }

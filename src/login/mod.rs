@@ -75,7 +75,6 @@ pub(crate) async fn load(
         return Err(Halt::Expired);
     }
     let client = state
-        .db
         .client(&interaction.request.client_id)
         .await?
         .ok_or(Halt::Expired)?;

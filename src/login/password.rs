@@ -1,12 +1,13 @@
-//! Password hashing with argon2id, off the async workers and behind a concurrency limit,
-//! so that a storm of logins queues up instead of starving discovery and token requests.
+//! Password hashing with argon2id on a small pool of dedicated threads (as many as
+//! `password.max_concurrent_hashes`), so that a storm of logins queues up instead of starving
+//! discovery and token requests, and memory stays bounded: each argon2 run takes 19 MiB,
+//! which the allocator keeps per thread that ever ran one (on tokio's blocking pool, many).
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
-use tokio::sync::Semaphore;
 
 use crate::config::PasswordSettings;
 
@@ -18,12 +19,15 @@ pub enum PasswordError {
     Hash(String),
 }
 
+type Job = Box<dyn FnOnce() + Send>;
+
 #[derive(Clone)]
 pub struct Passwords {
     argon: Argon2<'static>,
-    permits: Arc<Semaphore>,
-    /// Verified against when the account does not exist, so both answers cost one hash.
-    dummy: Arc<str>,
+    jobs: mpsc::Sender<Job>,
+    /// Verified against when the account does not exist, so both answers cost one hash;
+    /// made at the first need rather than at start (it costs a hash and 19 MiB).
+    dummy: Arc<OnceLock<String>>,
 }
 
 pub enum Verified {
@@ -42,14 +46,28 @@ impl Passwords {
         )
         .map_err(|e| PasswordError::Params(e.to_string()))?;
         let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
-        let dummy = argon
-            .hash_password(crate::crypto::random_token().as_bytes())
-            .map_err(|e| PasswordError::Hash(e.to_string()))?
-            .to_string();
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for i in 0..s.max_concurrent_hashes {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("sesame-argon2-{i}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job.
+                        let job = queue.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        match job {
+                            Ok(job) => job(),
+                            Err(_) => return, // every `Passwords` is gone
+                        }
+                    }
+                })
+                .map_err(|e| PasswordError::Hash(e.to_string()))?;
+        }
         Ok(Self {
             argon,
-            permits: Arc::new(Semaphore::new(s.max_concurrent_hashes)),
-            dummy: dummy.into(),
+            jobs,
+            dummy: Arc::new(OnceLock::new()),
         })
     }
 
@@ -70,10 +88,22 @@ impl Passwords {
     pub async fn verify(&self, stored: Option<&str>, password: &str) -> Verified {
         let argon = self.argon.clone();
         let real = stored.is_some();
-        let stored = stored.unwrap_or(&self.dummy).to_owned();
+        let stored = stored.map(str::to_owned);
+        let dummy = self.dummy.clone();
         let password = password.to_owned();
         let outcome = self
             .blocking(move || {
+                let stored = stored.unwrap_or_else(|| {
+                    dummy
+                        .get_or_init(|| {
+                            let random = crate::crypto::random_token();
+                            argon
+                                .hash_password(random.as_bytes())
+                                .map(|h| h.to_string())
+                                .unwrap_or_default()
+                        })
+                        .clone()
+                });
                 let Ok(parsed) = PasswordHash::new(&stored) else {
                     return Verified::No;
                 };
@@ -103,19 +133,16 @@ impl Passwords {
         }
     }
 
-    /// Runs `f` on the blocking pool once a permit is free; `None` if the task panicked.
+    /// Runs `f` on a hashing thread once one is free; `None` if it panicked.
     async fn blocking<T: Send + 'static>(
         &self,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Option<T> {
-        let _permit = self
-            .permits
-            .acquire()
-            .await
-            .expect("the semaphore is never closed");
+        let (tx, rx) = tokio::sync::oneshot::channel();
         let span = tracing::Span::current();
-        tokio::task::spawn_blocking(move || span.in_scope(f))
-            .await
-            .ok()
+        self.jobs
+            .send(Box::new(move || drop(tx.send(span.in_scope(f)))))
+            .ok()?;
+        rx.await.ok()
     }
 }

@@ -111,7 +111,6 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
     }
     let client = match p.get("client_id") {
         Some(id) => state
-            .db
             .client(id)
             .await?
             .ok_or(Page("error.unknown_client"))?,

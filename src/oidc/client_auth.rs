@@ -31,7 +31,7 @@ pub async fn authenticate(
         Presented::Post { id, secret } => (id, Some(secret), TokenAuthMethod::ClientSecretPost),
         Presented::IdOnly(id) => (id, None, TokenAuthMethod::None),
     };
-    let client = state.db.client(id).await?;
+    let client = state.client(id).await?;
     // Hash even for an unknown client, so timing does not tell which ids exist.
     let presented_hash = secret.map(|s| token_hash(s));
     let Some(client) = client else {

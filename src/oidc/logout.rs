@@ -123,7 +123,7 @@ async fn decide(
         None => None,
         Some(uri) => {
             let client = match client_id {
-                Some(id) => state.db.client(id).await?.ok_or(Bad::Request)?,
+                Some(id) => state.client(id).await?.ok_or(Bad::Request)?,
                 None => return Err(Bad::Request),
             };
             let registered = client.post_logout_redirect_uri(uri).ok_or(Bad::Request)?;
