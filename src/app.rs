@@ -31,6 +31,7 @@ pub struct Inner {
     pub pages: Templates,
     pub passwords: Passwords,
     pub clients: crate::store::cache::ClientCache,
+    pub users: crate::store::cache::UserCache,
     pub mailer: crate::mail::Mailer,
     /// Client-certificate verification (`None` unless `mtls.client_ca` is set).
     pub certs: Option<crate::tls::ClientCerts>,
@@ -90,6 +91,7 @@ impl AppState {
             pages,
             passwords,
             clients: Default::default(),
+            users: Default::default(),
             mailer,
             secrets,
             certs,
@@ -108,6 +110,14 @@ impl AppState {
         id: &str,
     ) -> Result<Option<crate::domain::Client>, crate::store::db::DbError> {
         self.clients.get(&self.db, id).await
+    }
+
+    /// An account for the token-bearing endpoints, through the 2-second cache.
+    pub async fn cached_user(
+        &self,
+        id: &str,
+    ) -> Result<Option<crate::domain::user::User>, crate::store::db::DbError> {
+        self.users.get(&self.db, id).await
     }
 
     pub fn now(&self) -> i64 {

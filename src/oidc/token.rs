@@ -329,7 +329,7 @@ async fn client_credentials(
 }
 
 async fn active_user(state: &AppState, user_id: &str) -> Result<User, OAuthError> {
-    match state.db.user_by_id(user_id).await? {
+    match state.cached_user(user_id).await? {
         Some(u) if !u.disabled => Ok(u),
         _ => Err(OAuthError::invalid_grant("the account is not active")),
     }

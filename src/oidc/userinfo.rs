@@ -127,7 +127,7 @@ async fn userinfo(
     else {
         return Err(BearerError::InsufficientScope);
     };
-    let user = match state.db.user_by_id(user_id).await {
+    let user = match state.cached_user(user_id).await {
         Ok(Some(u)) if !u.disabled => u,
         Ok(_) => return Err(BearerError::InvalidToken("the account is not active")),
         Err(e) => {
