@@ -152,6 +152,13 @@ mod tests {
             );
             assert!(!html.contains("<script>"), "{name} must escape");
             assert!(!html.contains("Internal error"), "{name} failed to render");
+            if let Some(title) = html
+                .split("<title>")
+                .nth(1)
+                .and_then(|t| t.split("</title>").next())
+            {
+                assert!(!title.contains('<'), "{name}: markup in the title");
+            }
         }
     }
 }
