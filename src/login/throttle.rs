@@ -30,6 +30,8 @@ pub enum Gate {
 const DAY: Duration = Duration::from_secs(86_400);
 pub const FREE_FAILURES: u64 = 5;
 pub const DAILY_FAILURES: u64 = 25;
+/// Attempts allowed in flight at once for an account with no recent failure.
+const BURST: u64 = 16;
 /// How long an attempt counts as in flight if its process dies before finishing it.
 const INFLIGHT_WINDOW: Duration = Duration::from_secs(30);
 
@@ -88,7 +90,10 @@ impl AppState {
             .await?
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
-        if inflight > 1 && failures + inflight > FREE_FAILURES {
+        // A clean account tolerates a burst (several of the person's devices at once); after a
+        // failure, no more attempts in flight than failures left before the delay.
+        let limit = if failures == 0 { BURST } else { FREE_FAILURES };
+        if inflight > 1 && failures + inflight > limit {
             self.eph.decr(&format!("inflight:{identifier}")).await?;
             return Ok(Gate::Wait(1));
         }
