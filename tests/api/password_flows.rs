@@ -649,6 +649,23 @@ async fn repeated_failures_are_throttled(backend: Backend) {
     assert!(last.headers().contains_key("retry-after"));
 }
 
+async fn parallel_sign_ins_of_one_account_all_succeed(backend: Backend) {
+    // Throttling counts attempts in flight, but a clean account tolerates a burst.
+    let app = TestApp::spawn(backend).await;
+    app.create_client(ClientSpec::portal("portal")).await;
+    app.create_user("alice").await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let (b, url) = (app.browser(), auth_request(&app.issuer, "portal", &[]).url);
+            tokio::spawn(async move { location(&b.sign_in(&url, "alice", PASSWORD).await) })
+        })
+        .collect();
+    for t in tasks {
+        let to = t.await.unwrap();
+        assert!(query(&to).contains_key("code"), "{to}");
+    }
+}
+
 async fn mail_waits_out_an_smtp_outage(backend: Backend) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -686,6 +703,7 @@ both_backends!(
     f4_links_expire,
     f5_mon_compte,
     repeated_failures_are_throttled,
+    parallel_sign_ins_of_one_account_all_succeed,
     mail_waits_out_an_smtp_outage,
 );
 
