@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 
 use crate::app::{AppState, Internal};
 use crate::crypto::{b64url, ct_eq, sha256};
-use crate::login::password::Verified;
-use crate::login::throttle::Gate;
+use crate::login::throttle::Recheck;
 use crate::session::Current;
 use crate::web::templates::text_n;
 use crate::web::{Locale, Page};
@@ -73,43 +72,23 @@ pub async fn change_password(
             .user_by_id(&current.session.user_id)
             .await?
             .ok_or(Internal::Gone)?;
-        let identifier = user.username.to_string();
-        if let Gate::Wait(s) = state.account_gate(&identifier).await? {
-            return page(
-                &state,
-                &current,
-                locale,
-                vec![text_n(locale, "throttle.wait", s as i64)],
+        let address = state.client_ip(&peer, &headers);
+        let message = match state
+            .recheck_password(
+                &user,
+                Some(&form.username),
+                &form.old_password,
+                Some(&address),
             )
-            .await;
+            .await?
+        {
+            Recheck::Right => None,
+            Recheck::Wrong => Some(crate::web::templates::text(locale, "change.wrong_old")),
+            Recheck::Wait(s) => Some(text_n(locale, "throttle.wait", s as i64)),
+        };
+        if let Some(m) = message {
+            return page(&state, &current, locale, vec![m]).await;
         }
-        let same_user =
-            crate::domain::Username::parse(&form.username).is_ok_and(|u| u == user.username);
-        let old_ok = matches!(
-            state
-                .passwords
-                .verify(user.password_hash.as_deref(), &form.old_password)
-                .await,
-            Verified::Yes(_)
-        );
-        if !(same_user && old_ok) {
-            state.account_failed(&identifier).await?;
-            state
-                .address_count(
-                    "login",
-                    &state.client_ip(&peer, &headers),
-                    crate::login::throttle::LOGIN_FAILURES_PER_ADDRESS,
-                )
-                .await?;
-            return page(
-                &state,
-                &current,
-                locale,
-                vec![crate::web::templates::text(locale, "change.wrong_old")],
-            )
-            .await;
-        }
-        state.account_succeeded(&identifier).await?;
         match state
             .set_password(
                 &user,

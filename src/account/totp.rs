@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::{csrf, internal, signin_first};
 use crate::app::{AppState, Internal};
 use crate::crypto::{ct_eq, token_hash};
-use crate::login::password::Verified;
+use crate::login::throttle::Recheck;
 use crate::login::totp::{authenticator, recovery_codes, recovery_hash};
 use crate::mail::Kind;
 use crate::session::Current;
@@ -191,25 +191,12 @@ async fn password_refused(
     password: &str,
     locale: Locale,
 ) -> Result<Option<Response>, Internal> {
-    let identifier = user.username.to_string();
-    if let crate::login::throttle::Gate::Wait(s) = state.account_gate(&identifier).await? {
-        let msg = crate::web::templates::text_n(locale, "throttle.wait", s as i64);
-        return Ok(Some(super::page(state, c, locale, vec![msg]).await?));
-    }
-    if matches!(
-        state
-            .passwords
-            .verify(user.password_hash.as_deref(), password)
-            .await,
-        Verified::Yes(_)
-    ) {
-        state.account_succeeded(&identifier).await?;
-        return Ok(None);
-    }
-    state.account_failed(&identifier).await?;
-    Ok(Some(
-        super::page(state, c, locale, vec![text(locale, "change.wrong_old")]).await?,
-    ))
+    let message = match state.recheck_password(user, None, password, None).await? {
+        Recheck::Right => return Ok(None),
+        Recheck::Wrong => text(locale, "change.wrong_old"),
+        Recheck::Wait(s) => crate::web::templates::text_n(locale, "throttle.wait", s as i64),
+    };
+    Ok(Some(super::page(state, c, locale, vec![message]).await?))
 }
 
 async fn notify(

@@ -11,13 +11,11 @@ use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::password::Verified;
-use super::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
+use super::throttle::Recheck;
 use super::{Halt, load};
 use crate::account::password::messages;
 use crate::app::{AppState, Internal};
 use crate::crypto::ct_eq;
-use crate::domain::Username;
 use crate::oidc::grant::{Interaction, interaction_key};
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
@@ -103,30 +101,20 @@ pub async fn submit(
         if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
             return Ok(retry(vec![text(l, "captcha.wrong")]).await?);
         }
-        let identifier = user.username.to_string();
-        if let Gate::Wait(s) = state.account_gate(&identifier).await? {
-            return Ok(retry(vec![text_n(l, "throttle.wait", s as i64)]).await?);
+        let address = state.client_ip(&peer, &headers);
+        match state
+            .recheck_password(
+                &user,
+                Some(&form.username),
+                &form.old_password,
+                Some(&address),
+            )
+            .await?
+        {
+            Recheck::Right => {}
+            Recheck::Wrong => return Ok(retry(vec![text(l, "change.wrong_old")]).await?),
+            Recheck::Wait(s) => return Ok(retry(vec![text_n(l, "throttle.wait", s as i64)]).await?),
         }
-        let same = Username::parse(&form.username).is_ok_and(|u| u == user.username);
-        let old_ok = matches!(
-            state
-                .passwords
-                .verify(user.password_hash.as_deref(), &form.old_password)
-                .await,
-            Verified::Yes(_)
-        );
-        if !(same && old_ok) {
-            state.account_failed(&identifier).await?;
-            state
-                .address_count(
-                    "login",
-                    &state.client_ip(&peer, &headers),
-                    LOGIN_FAILURES_PER_ADDRESS,
-                )
-                .await?;
-            return Ok(retry(vec![text(l, "change.wrong_old")]).await?);
-        }
-        state.account_succeeded(&identifier).await?;
         if let Err(v) = state
             .set_password(
                 &user,

@@ -178,6 +178,50 @@ impl AppState {
     }
 }
 
+/// What re-checking a known account's current password came to.
+pub enum Recheck {
+    Right,
+    Wrong,
+    /// Throttled: try again in this many seconds.
+    Wait(u64),
+}
+
+impl AppState {
+    /// Checks the current password of `user` (F3, F5, changing a factor), throttled like a
+    /// sign-in; `typed_username`, when the form has one, must name the same account.
+    /// Failures also count for `address`, when given.
+    pub async fn recheck_password(
+        &self,
+        user: &crate::domain::user::User,
+        typed_username: Option<&str>,
+        password: &str,
+        address: Option<&str>,
+    ) -> Result<Recheck, Internal> {
+        let identifier = user.username.to_string();
+        if let Gate::Wait(s) = self.account_gate(&identifier).await? {
+            return Ok(Recheck::Wait(s));
+        }
+        let same_user = typed_username
+            .is_none_or(|t| crate::domain::Username::parse(t).is_ok_and(|u| u == user.username));
+        let right = matches!(
+            self.passwords
+                .verify(user.password_hash.as_deref(), password)
+                .await,
+            crate::login::password::Verified::Yes(_)
+        );
+        if same_user && right {
+            self.account_succeeded(&identifier).await?;
+            return Ok(Recheck::Right);
+        }
+        self.account_failed(&identifier).await?;
+        if let Some(a) = address {
+            self.address_count("login", a, LOGIN_FAILURES_PER_ADDRESS)
+                .await?;
+        }
+        Ok(Recheck::Wrong)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #[test]
