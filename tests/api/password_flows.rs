@@ -86,13 +86,24 @@ fn link(mail: &str) -> String {
 
 /// Signs in with a password that must be changed; returns the change page's HTML.
 async fn reach_change_page(app: &TestApp, b: &Browser, user: &str, password: &str) -> String {
-    let res = b
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            user,
-            password,
-        )
-        .await;
+    reach_change_page_for(
+        app,
+        b,
+        user,
+        password,
+        &auth_request(&app.issuer, "portal", &[]),
+    )
+    .await
+}
+
+async fn reach_change_page_for(
+    _app: &TestApp,
+    b: &Browser,
+    user: &str,
+    password: &str,
+    req: &crate::helpers::AuthRequest,
+) -> String {
+    let res = b.sign_in(&req.url, user, password).await;
     assert_eq!(
         location(&res),
         format!("{}/password", location(&res).trim_end_matches("/password")),
@@ -130,7 +141,8 @@ async fn f1_f3_temporary_password_then_forced_change_then_the_portal(backend: Ba
     assert!(mail.contains("support technique"));
 
     let b = app.browser();
-    let html = reach_change_page(&app, &b, "jmartin", &temporary).await;
+    let first = auth_request(&app.issuer, "portal", &[]);
+    let html = reach_change_page_for(&app, &b, "jmartin", &temporary, &first).await;
     assert!(html.contains("Attention : votre mot de passe a expiré, veuillez le modifier afin de pouvoir vous authentifier"));
     for name in [
         "username",
@@ -225,8 +237,7 @@ async fn f1_f3_temporary_password_then_forced_change_then_the_portal(backend: Ba
     let res = b.get(&continue_url).await;
     let q = query(&location(&res));
     let code = q.get("code").expect("a code for the portal");
-    let req = auth_request(&app.issuer, "portal", &[]);
-    let _ = req;
+    assert_eq!(q["state"], first.state, "the request that asked continues");
     let res = app
         .http
         .post(app.url("/token"))
@@ -235,12 +246,29 @@ async fn f1_f3_temporary_password_then_forced_change_then_the_portal(backend: Ba
             ("grant_type", "authorization_code"),
             ("code", code.as_str()),
             ("redirect_uri", REDIRECT),
+            ("code_verifier", first.verifier.as_str()),
         ])
         .send()
         .await
         .unwrap();
-    // The first request's verifier is unknown here: PKCE makes the exchange fail, which proves the code is real and bound.
-    assert_eq!(res.status(), 400);
+    let tokens: serde_json::Value = res.json().await.unwrap();
+    let id = app
+        .state
+        .keys
+        .verify_jwt(tokens["id_token"].as_str().expect("an ID token"))
+        .unwrap();
+    let user = app
+        .state
+        .db
+        .user_by_username(&sesame::domain::Username::parse("jmartin").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        id["sub"],
+        user.id.as_str(),
+        "the portal gets the person who changed the password"
+    );
     // The new password works; the temporary one no longer does.
     assert!(
         query(&location(
