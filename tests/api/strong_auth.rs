@@ -212,28 +212,8 @@ async fn step_up_through_acr_values_and_sensitive_portals(backend: Backend) {
         .unwrap();
     let mut sensitive = ClientSpec::portal("dossier-patient");
     sensitive.first_party = true;
+    sensitive.sensitive = true;
     let sensitive_secret = app.create_client(sensitive).await.unwrap();
-    app.state
-        .db
-        .create_client(
-            &sesame::domain::client::NewClient {
-                id: sesame::domain::ClientId::parse("unused").unwrap(),
-                redirect_uris: vec![],
-                post_logout_redirect_uris: vec![],
-                backchannel_logout_uri: None,
-                auth_method: sesame::domain::TokenAuthMethod::ClientSecretBasic,
-                grants: vec![sesame::domain::GrantType::ClientCredentials],
-                first_party: false,
-                sensitive: false,
-                id_token_alg: sesame::domain::IdTokenAlg::RS256,
-                allowed_scopes: vec![],
-                resources: vec![],
-            },
-            Some("x"),
-        )
-        .await
-        .unwrap();
-    mark_sensitive(&app, "dossier-patient").await;
     app.create_user("alice").await;
     app.create_user("bob").await;
 
@@ -336,24 +316,6 @@ async fn step_up_through_acr_values_and_sensitive_portals(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(d["acr_values_supported"], serde_json::json!([LOA1, LOA2]));
-}
-
-async fn mark_sensitive(app: &TestApp, client_id: &str) {
-    // Registered through the CLI in production (`--sensitive`); set directly here.
-    use sqlx::Connection;
-    let url = &app.state.settings.database_url;
-    sqlx::any::install_default_drivers();
-    let url = if url.starts_with("sqlite") {
-        format!("{url}?mode=rw")
-    } else {
-        url.clone()
-    };
-    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
-    sqlx::query("UPDATE clients SET sensitive = 1 WHERE client_id = $1")
-        .bind(client_id)
-        .execute(&mut conn)
-        .await
-        .unwrap();
 }
 
 both_backends!(
