@@ -35,6 +35,8 @@ pub struct Inner {
     pub mailer: crate::mail::Mailer,
     /// Client-certificate verification (`None` unless `mtls.client_ca` is set).
     pub certs: Option<crate::tls::ClientCerts>,
+    /// The passkey relying party (`None` when the issuer is an IP address and no RP id is set).
+    pub webauthn: Option<webauthn_rs::Webauthn>,
     /// Seals per-user secrets at rest (TOTP keys).
     pub secrets: crate::keys::sealed::Kek,
     pub backchannel: Backchannel,
@@ -67,6 +69,22 @@ pub enum Internal {
     Certificates(#[from] crate::tls::CertError),
     #[error("the account disappeared during the request")]
     Gone,
+    #[error("passkeys: {0}")]
+    Passkeys(String),
+    #[error("serialisation: {0}")]
+    Json(String),
+}
+
+impl Internal {
+    pub fn json(e: serde_json::Error) -> Self {
+        Internal::Json(e.to_string())
+    }
+}
+
+impl From<webauthn_rs::prelude::WebauthnError> for Internal {
+    fn from(e: webauthn_rs::prelude::WebauthnError) -> Self {
+        Internal::Passkeys(e.to_string())
+    }
 }
 
 impl AppState {
@@ -80,6 +98,7 @@ impl AppState {
         let mailer = crate::mail::Mailer::new(&settings.branding);
         let secrets = crate::keys::sealed::Kek::from_settings(&settings)?;
         let certs = crate::tls::ClientCerts::from_settings(&settings)?;
+        let webauthn = login::passkey::relying_party(&settings).map_err(Internal::Passkeys)?;
         crate::mail::spawn_worker(db.clone(), settings.mail.clone()).map_err(Internal::Mail)?;
         let discovery = oidc::discovery::document(&settings);
         let backchannel = Backchannel::start();
@@ -95,6 +114,7 @@ impl AppState {
             mailer,
             secrets,
             certs,
+            webauthn,
             backchannel,
             discovery,
         })))
@@ -170,11 +190,16 @@ pub fn router(state: AppState) -> Router {
         .route("/interaction/{uid}/certificate", get(login::certificate::back))
         .route("/certificate/{uid}", get(login::certificate::from_proxy))
         .route("/interaction/{uid}/totp", get(login::totp::show).post(login::totp::submit))
+        .route("/interaction/{uid}/passkey", get(login::passkey::show).post(login::passkey::submit))
+        .route("/static/passkey.js", get(web_js))
         .route("/account", get(crate::account::show))
         .route("/account/totp", post(crate::account::totp::start))
         .route("/account/totp/confirm", post(crate::account::totp::confirm))
         .route("/account/totp/remove", post(crate::account::totp::remove))
         .route("/account/password", post(crate::account::change_password))
+        .route("/account/passkeys", post(crate::account::passkeys::start))
+        .route("/account/passkeys/finish", post(crate::account::passkeys::finish))
+        .route("/account/passkeys/remove", post(crate::account::passkeys::remove))
         .route("/token", post(oidc::token::token))
         .route("/userinfo", get(oidc::userinfo::get).post(oidc::userinfo::post))
         .route("/introspect", post(oidc::introspect::introspect))
@@ -194,6 +219,16 @@ pub fn router(state: AppState) -> Router {
         }))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
+}
+
+async fn web_js() -> impl axum::response::IntoResponse {
+    (
+        [
+            ("content-type", "text/javascript; charset=utf-8"),
+            ("cache-control", "public, max-age=3600"),
+        ],
+        web::templates::PASSKEY_JS,
+    )
 }
 
 async fn web_css() -> impl axum::response::IntoResponse {

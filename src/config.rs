@@ -31,6 +31,7 @@ pub struct Settings {
     pub password: PasswordSettings,
     pub branding: Branding,
     pub acr: AcrSettings,
+    pub passkeys: PasskeySettings,
     pub tls: TlsSettings,
     pub mtls: MtlsSettings,
     pub log_format: LogFormat,
@@ -90,6 +91,15 @@ impl Default for AcrSettings {
             two_factor: "urn:sesame:loa:2".into(),
         }
     }
+}
+
+/// Passkeys (WebAuthn). The relying-party id is a domain name: browsers refuse IP addresses.
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeySettings {
+    /// The RP id passkeys are bound to; unset = the issuer's host. A parent domain
+    /// (`sante-region.fr` for `id.sante-region.fr`) keeps passkeys valid if the host changes.
+    pub rp_id: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -211,6 +221,7 @@ impl Default for Settings {
             password: PasswordSettings::default(),
             branding: Branding::default(),
             acr: AcrSettings::default(),
+            passkeys: PasskeySettings::default(),
             tls: TlsSettings::default(),
             mtls: MtlsSettings::default(),
             log_format: LogFormat::Text,

@@ -1,5 +1,6 @@
 //! « Mon compte » (F5): the signed-in person changes their password.
 
+pub mod passkeys;
 pub mod password;
 pub mod totp;
 
@@ -14,6 +15,7 @@ use std::net::SocketAddr;
 use crate::app::{AppState, Internal};
 use crate::crypto::{b64url, ct_eq, sha256};
 use crate::login::throttle::Recheck;
+use crate::mail::Kind;
 use crate::session::Current;
 use crate::web::templates::text_n;
 use crate::web::{Locale, Page};
@@ -132,10 +134,33 @@ async fn page(
             csrf_token => csrf(c),
             errors => errors,
             totp_enabled => state.totp_enrolled(&user.id).await?,
+            passkeys_enabled => state.webauthn.is_some(),
+            passkeys => passkey_list(state, &user.id).await?,
             policy => Value::from(minijinja::value::Serde(state.settings.password.clone())),
         },
     );
     Ok(Page::ok(html).with_status(status).into_response())
+}
+
+/// The account's passkeys, for the page: name, dates, and the id the remove form posts.
+async fn passkey_list(state: &AppState, user_id: &str) -> Result<Vec<Value>, Internal> {
+    let date = |t: i64| {
+        chrono::DateTime::from_timestamp(t, 0)
+            .map(|d| d.format("%d/%m/%Y").to_string())
+            .unwrap_or_default()
+    };
+    Ok(state
+        .db
+        .passkeys_of(user_id)
+        .await?
+        .into_iter()
+        .map(|k| {
+            context! {
+                id => k.id, name => k.name, created => date(k.created_at),
+                last_used => k.last_used_at.map(date),
+            }
+        })
+        .collect())
 }
 
 /// The confirmation page shared by every password flow.
@@ -166,4 +191,37 @@ pub fn internal(state: &AppState, locale: Locale, e: Internal) -> Response {
         .pages
         .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
         .into_response()
+}
+
+/// Checks the account's password, throttled like every other password check.
+pub(crate) async fn password_refused(
+    state: &AppState,
+    c: &Current,
+    user: &crate::domain::user::User,
+    password: &str,
+    locale: Locale,
+) -> Result<Option<Response>, Internal> {
+    let message = match state.recheck_password(user, None, password, None).await? {
+        Recheck::Right => return Ok(None),
+        Recheck::Wrong => crate::web::templates::text(locale, "change.wrong_old"),
+        Recheck::Wait(s) => crate::web::templates::text_n(locale, "throttle.wait", s as i64),
+    };
+    Ok(Some(page(state, c, locale, vec![message]).await?))
+}
+
+/// Tells the owner that a sign-in means was added or removed (with the support contact).
+pub(crate) async fn notify(
+    state: &AppState,
+    user: &crate::domain::user::User,
+    locale: Locale,
+    kind: Kind,
+    factor: &str,
+) -> Result<(), Internal> {
+    let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
+    let ctx = context! { username => user.username.to_string(), factor => factor, when => when };
+    state
+        .mailer
+        .send(&state.db, &user.email, locale, kind, ctx)
+        .await?;
+    Ok(())
 }

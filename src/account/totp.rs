@@ -9,10 +9,9 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{csrf, internal, signin_first};
+use super::{csrf, internal, notify, password_refused, signin_first};
 use crate::app::{AppState, Internal};
 use crate::crypto::{ct_eq, token_hash};
-use crate::login::throttle::Recheck;
 use crate::login::totp::{authenticator, recovery_codes, recovery_hash};
 use crate::mail::Kind;
 use crate::session::Current;
@@ -138,7 +137,7 @@ pub async fn confirm(
                 ..Default::default()
             })
             .await?;
-        notify(&state, &user, locale, Kind::FactorAdded).await?;
+        notify(&state, &user, locale, Kind::FactorAdded, "TOTP").await?;
         let html = state.pages.render(
             "totp_enrol.html",
             locale,
@@ -176,42 +175,11 @@ pub async fn remove(
                     ..Default::default()
                 })
                 .await?;
-            notify(&state, &user, locale, Kind::FactorRemoved).await?;
+            notify(&state, &user, locale, Kind::FactorRemoved, "TOTP").await?;
         }
         Ok(super::done(&state, locale, "totp.removed", None))
     };
     result.await.unwrap_or_else(|e| internal(&state, locale, e))
-}
-
-/// Checks the account's password, throttled like every other password check.
-async fn password_refused(
-    state: &AppState,
-    c: &Current,
-    user: &crate::domain::user::User,
-    password: &str,
-    locale: Locale,
-) -> Result<Option<Response>, Internal> {
-    let message = match state.recheck_password(user, None, password, None).await? {
-        Recheck::Right => return Ok(None),
-        Recheck::Wrong => text(locale, "change.wrong_old"),
-        Recheck::Wait(s) => crate::web::templates::text_n(locale, "throttle.wait", s as i64),
-    };
-    Ok(Some(super::page(state, c, locale, vec![message]).await?))
-}
-
-async fn notify(
-    state: &AppState,
-    user: &crate::domain::user::User,
-    locale: Locale,
-    kind: Kind,
-) -> Result<(), Internal> {
-    let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
-    let ctx = context! { username => user.username.to_string(), factor => "TOTP", when => when };
-    state
-        .mailer
-        .send(&state.db, &user.email, locale, kind, ctx)
-        .await?;
-    Ok(())
 }
 
 fn enrol_page(

@@ -6,6 +6,7 @@ pub mod certificate;
 pub mod change;
 pub mod forgot;
 pub mod forms;
+pub mod passkey;
 pub mod password;
 pub mod throttle;
 pub mod totp;
@@ -185,7 +186,7 @@ pub async fn password_login(
     )
     .await
     {
-        Ok(SignIn::Ok(user_id)) => match state.totp_enrolled(&user_id).await {
+        Ok(SignIn::Ok(user_id)) => match state.has_second_factor(&user_id).await {
             // With a second factor enrolled, the password alone never opens a session.
             Ok(true) => ask_second_factor(&state, &uid, interaction, &user_id).await,
             Ok(false) if interaction.request.need_mfa => {
@@ -521,6 +522,7 @@ fn login_page_text(
             username => username.to_owned(),
             error => error,
             certificate_url => state.settings.mtls.url.as_ref().map(|u| format!("{u}/certificate/{uid}")),
+            passkey_url => state.webauthn.as_ref().map(|_| crate::web::path_attr(format!("/interaction/{uid}/passkey"))),
         },
     );
     Page::ok(html).allowing_form_target(i.request.redirect_uri.origin())

@@ -15,6 +15,7 @@ use super::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
 use super::{Halt, Proof, finish_login, load};
 use crate::app::{AppState, Internal};
 use crate::crypto::{ct_eq, random_bytes, token_hash};
+use crate::oidc::grant::Interaction;
 use crate::store::db::audit::AuditEvent;
 use crate::web::form::PageForm;
 use crate::web::templates::{text, text_n};
@@ -104,13 +105,16 @@ pub async fn show(
     Path(uid): Path<String>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
-    match load(&state, &headers, &uid).await {
-        Ok((i, _)) if i.second_factor.is_some() => {
-            page(&state, &uid, i.locale, &i.csrf, None, StatusCode::OK)
+    let result = async {
+        let (i, _) = load(&state, &headers, &uid).await?;
+        if i.second_factor.is_none() {
+            return Err(Halt::Expired);
         }
-        Ok(_) => Halt::Expired.respond(&state, locale),
-        Err(h) => h.respond(&state, locale),
-    }
+        Ok(page(&state, &uid, &i, None, StatusCode::OK).await?)
+    };
+    result
+        .await
+        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
 }
 
 pub async fn submit(
@@ -136,14 +140,8 @@ pub async fn submit(
         let identifier = user.username.to_string();
         let l = i.locale;
         if let Gate::Wait(s) = state.account_gate(&identifier).await? {
-            return Ok(page(
-                &state,
-                &uid,
-                l,
-                &i.csrf,
-                Some(text_n(l, "throttle.wait", s as i64)),
-                StatusCode::TOO_MANY_REQUESTS,
-            ));
+            let error = Some(text_n(l, "throttle.wait", s as i64));
+            return Ok(page(&state, &uid, &i, error, StatusCode::TOO_MANY_REQUESTS).await?);
         }
         if !state
             .check_second_factor(&user.id, &identifier, &form.code)
@@ -165,14 +163,8 @@ pub async fn submit(
                     ..Default::default()
                 })
                 .await?;
-            return Ok(page(
-                &state,
-                &uid,
-                l,
-                &i.csrf,
-                Some(text(l, "totp.wrong")),
-                StatusCode::UNAUTHORIZED,
-            ));
+            let error = Some(text(l, "totp.wrong"));
+            return Ok(page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?);
         }
         state.account_succeeded(&identifier).await?;
         state
@@ -197,20 +189,33 @@ pub async fn submit(
     result.await.unwrap_or_else(|h| h.respond(&state, locale))
 }
 
-fn page(
+/// The second-factor page: the user's passkeys (a fresh challenge) and/or the code form.
+pub(crate) async fn page(
     state: &AppState,
     uid: &str,
-    locale: Locale,
-    csrf: &str,
+    i: &Interaction,
     error: Option<String>,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, Internal> {
+    let user_id = i.second_factor.as_deref().unwrap_or_default();
+    let options = state.passkey_challenge(uid, Some(user_id)).await?;
     let html = state.pages.render(
         "totp.html",
-        locale,
-        context! { action => crate::web::path_attr(format!("/interaction/{uid}/totp")), csrf_token => csrf.to_owned(), error => error },
+        i.locale,
+        context! {
+            action => crate::web::path_attr(format!("/interaction/{uid}/totp")),
+            passkey_action => crate::web::path_attr(format!("/interaction/{uid}/passkey")),
+            csrf_token => i.csrf.clone(),
+            totp => state.totp_enrolled(user_id).await?,
+            options => options,
+            error => error,
+        },
     );
-    Page::ok(html).with_status(status).into_response()
+    Ok(Page::ok(html)
+        .with_status(status)
+        .with_script()
+        .allowing_form_target(i.request.redirect_uri.origin())
+        .into_response())
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub struct Page {
     pub html: String,
     /// Origins a form on this page may end up at (after our 303), besides our own.
     pub form_targets: Vec<String>,
+    /// Whether the page runs our own script (`/static/passkey.js`).
+    pub script: bool,
 }
 
 impl Page {
@@ -27,10 +29,15 @@ impl Page {
             status: StatusCode::OK,
             html,
             form_targets: Vec::new(),
+            script: false,
         }
     }
     pub fn with_status(mut self, status: StatusCode) -> Self {
         self.status = status;
+        self
+    }
+    pub fn with_script(mut self) -> Self {
+        self.script = true;
         self
     }
     pub fn allowing_form_target(mut self, origin: String) -> Self {
@@ -47,9 +54,14 @@ impl IntoResponse for Page {
             .chain(self.form_targets)
             .collect::<Vec<_>>()
             .join(" ");
+        let script = if self.script {
+            " script-src 'self';"
+        } else {
+            ""
+        };
         let csp = format!(
-            "default-src 'none'; style-src 'self'; img-src 'self' data:; form-action {form_action}; \
-             frame-ancestors 'none'; base-uri 'none'"
+            "default-src 'none'; style-src 'self'; img-src 'self' data:;{script} \
+             form-action {form_action}; frame-ancestors 'none'; base-uri 'none'"
         );
         let mut res = (self.status, self.html).into_response();
         let h = res.headers_mut();

@@ -38,9 +38,13 @@ const PAGES: &[(&str, &str)] = &[
     page!("_captcha.html"),
     page!("totp.html"),
     page!("totp_enrol.html"),
+    page!("passkey.html"),
+    page!("passkey_enrol.html"),
+    page!("_passkey_form.html"),
 ];
 
 pub const CSS: &str = include_str!("../../templates/static/sesame.css");
+pub const PASSKEY_JS: &str = include_str!("../../templates/static/passkey.js");
 
 type Strings = HashMap<Locale, HashMap<String, String>>;
 

@@ -135,6 +135,18 @@ macro_rules! both_backends {
     };
 }
 
+/// An issuer on `localhost` (passkeys need a domain name) still means 127.0.0.1.
+fn loopback(issuer: &str, b: reqwest::ClientBuilder) -> reqwest::ClientBuilder {
+    let port = url::Url::parse(issuer)
+        .ok()
+        .and_then(|u| u.port())
+        .unwrap_or(80);
+    b.resolve(
+        "localhost",
+        std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+    )
+}
+
 pub struct TestApp {
     pub issuer: String,
     pub state: AppState,
@@ -179,7 +191,7 @@ impl TestApp {
         Self {
             issuer: settings.issuer.clone(),
             state,
-            http: reqwest::Client::builder()
+            http: loopback(&settings.issuer, reqwest::Client::builder())
                 .redirect(Policy::none())
                 .build()
                 .unwrap(),
@@ -194,7 +206,7 @@ impl TestApp {
 
     pub fn browser(&self) -> Browser {
         Browser {
-            http: reqwest::Client::builder()
+            http: loopback(&self.issuer, reqwest::Client::builder())
                 .redirect(Policy::none())
                 .cookie_store(true)
                 .build()
@@ -407,7 +419,9 @@ impl Browser {
             .into_iter()
             .nth(index)
             .expect("form on the page");
+        // A field given here fills the page's field of that name (as a script would).
         let mut all = f.hidden.clone();
+        all.retain(|(k, _)| !fields.iter().any(|(name, _)| name == k));
         all.extend(fields.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         self.post(&f.action, &all).await
     }

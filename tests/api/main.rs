@@ -13,5 +13,6 @@ mod durable;
 mod ephemeral;
 mod foundation;
 mod logout;
+mod passkeys;
 mod password_flows;
 mod tokens;

@@ -9,6 +9,7 @@ pub mod certificates;
 pub mod clients;
 pub mod consents;
 pub mod outbox;
+pub mod passkeys;
 pub mod refresh_tokens;
 pub mod signing_keys;
 pub mod totp;

@@ -1,0 +1,240 @@
+//! « Mon compte » → passkeys: add one (named; the password first, like every change of a
+//! sign-in means), or remove one. Each change sends an e-mail with the support contact.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
+
+use super::{csrf, internal, notify, page, password_refused, signin_first};
+use crate::app::{AppState, Internal};
+use crate::crypto::{ct_eq, token_hash};
+use crate::domain::user::User;
+use crate::login::passkey::{credential_key, user_handle};
+use crate::mail::Kind;
+use crate::session::Current;
+use crate::store::db::audit::AuditEvent;
+use crate::web::form::PageForm;
+use crate::web::templates::text;
+use crate::web::{Locale, Page};
+
+/// Enough for a card reader, a phone, a laptop and spares; keeps the row count bounded.
+const MAX_PASSKEYS: usize = 10;
+
+#[derive(Deserialize)]
+pub struct PasskeyForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    name: String,
+    #[serde(default)]
+    credential: String,
+    #[serde(default)]
+    id: String,
+}
+
+/// A registration under way: the name chosen and webauthn-rs's state.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    name: String,
+    state: PasskeyRegistration,
+}
+
+fn pending_key(c: &Current) -> String {
+    format!("passkey_reg:{}", token_hash(&c.key))
+}
+
+/// The signed-in session and its account, if the form's CSRF token is the session's own.
+async fn guarded(
+    state: &AppState,
+    headers: &HeaderMap,
+    form: &PasskeyForm,
+) -> Result<Option<(Current, User)>, Internal> {
+    let Some(c) = state
+        .current_session(headers)
+        .await?
+        .filter(|c| ct_eq(form.csrf_token.as_bytes(), csrf(c).as_bytes()))
+    else {
+        return Ok(None);
+    };
+    let user = state
+        .db
+        .user_by_id(&c.session.user_id)
+        .await?
+        .ok_or(Internal::Gone)?;
+    Ok(Some((c, user)))
+}
+
+/// A name of 1 to 64 printable characters; the default name when left empty.
+fn clean_name(name: &str, locale: Locale) -> String {
+    let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
+    match name.trim() {
+        "" => text(locale, "passkey.name_default"),
+        n => n.to_owned(),
+    }
+}
+
+/// « clé d'accès « Cabinet » » in the e-mails.
+fn factor_label(locale: Locale, name: &str) -> String {
+    match locale {
+        Locale::Fr => format!("{} « {name} »", text(locale, "passkey.factor")),
+        _ => format!("{} “{name}”", text(locale, "passkey.factor")),
+    }
+}
+
+pub async fn start(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm<PasskeyForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let (Some(rp), Some((c, user))) =
+            (&state.webauthn, guarded(&state, &headers, &form).await?)
+        else {
+            return Ok(signin_first(&state, locale));
+        };
+        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+            return Ok(refusal);
+        }
+        let existing = state.passkeys_of(&user.id).await?;
+        if existing.len() >= MAX_PASSKEYS {
+            return page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await;
+        }
+        let handle = user_handle(&user.id).ok_or(Internal::Gone)?;
+        let exclude = existing.iter().map(|k| k.cred_id().clone()).collect();
+        let (options, reg) = rp.start_passkey_registration(
+            handle,
+            user.username.as_str(),
+            &user.display_name(),
+            Some(exclude),
+        )?;
+        // Ask for a discoverable credential where the authenticator can keep one, so that the
+        // passkey also signs in without the identifier; the answer is checked the same way.
+        let mut options = serde_json::to_value(&options).map_err(Internal::json)?;
+        if let Some(sel) = options.pointer_mut("/publicKey/authenticatorSelection") {
+            sel["residentKey"] = Value::from("preferred");
+        }
+        let name = clean_name(&form.name, locale);
+        let pending = Pending {
+            name: name.clone(),
+            state: reg,
+        };
+        state
+            .eph
+            .put_json(&pending_key(&c), &pending, Duration::from_secs(300))
+            .await?;
+        let html = state.pages.render(
+            "passkey_enrol.html",
+            locale,
+            context! {
+                name => name, csrf_token => csrf(&c), options => options.to_string(),
+                signed_in_name => user.display_name(),
+            },
+        );
+        Ok(Page::ok(html).with_script().into_response())
+    };
+    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+}
+
+pub async fn finish(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm<PasskeyForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let (Some(rp), Some((c, user))) =
+            (&state.webauthn, guarded(&state, &headers, &form).await?)
+        else {
+            return Ok(signin_first(&state, locale));
+        };
+        let refused =
+            || async { page(&state, &c, locale, vec![text(locale, "passkey.refused")]).await };
+        let Some(pending) = state.eph.take_json::<Pending>(&pending_key(&c)).await? else {
+            return refused().await;
+        };
+        let answer = match serde_json::from_str::<RegisterPublicKeyCredential>(&form.credential) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::info!(error = %e, "passkey registration: unreadable answer");
+                return refused().await;
+            }
+        };
+        let passkey = match rp.finish_passkey_registration(&answer, &pending.state) {
+            Ok(p) => p,
+            Err(e) => {
+                tracing::info!(error = %e, "passkey registration refused");
+                return refused().await;
+            }
+        };
+        let stored = serde_json::to_string(&passkey).map_err(Internal::json)?;
+        let added = state
+            .db
+            .add_passkey(
+                &user.id,
+                &credential_key(passkey.cred_id()),
+                &pending.name,
+                &stored,
+            )
+            .await?;
+        if !added {
+            return refused().await;
+        }
+        state
+            .db
+            .audit(AuditEvent {
+                event: "passkey_added",
+                user_id: Some(&user.id),
+                detail: Some(serde_json::json!({ "name": pending.name })),
+                ..Default::default()
+            })
+            .await?;
+        let factor = factor_label(locale, &pending.name);
+        notify(&state, &user, locale, Kind::FactorAdded, &factor).await?;
+        Ok(super::done(&state, locale, "passkey.added", None))
+    };
+    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm<PasskeyForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let Some((c, user)) = guarded(&state, &headers, &form).await? else {
+            return Ok(signin_first(&state, locale));
+        };
+        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+            return Ok(refusal);
+        }
+        let Some(name) = state.db.delete_passkey(&user.id, &form.id).await? else {
+            let page = state
+                .pages
+                .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
+            return Ok(page.into_response());
+        };
+        state
+            .db
+            .audit(AuditEvent {
+                event: "passkey_removed",
+                user_id: Some(&user.id),
+                detail: Some(serde_json::json!({ "name": name })),
+                ..Default::default()
+            })
+            .await?;
+        let factor = factor_label(locale, &name);
+        notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
+        Ok(super::done(&state, locale, "passkey.removed", None))
+    };
+    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+}
