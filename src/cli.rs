@@ -150,6 +150,9 @@ pub struct ClientArgs {
     /// Requires strong authentication.
     #[arg(long)]
     pub sensitive: bool,
+    /// The least acr its users must reach (one of the `acr.*` names of the settings).
+    #[arg(long)]
+    pub min_acr: Option<String>,
     /// RS256 (default), ES256 or EdDSA.
     #[arg(long, default_value = "RS256")]
     pub id_token_alg: String,
@@ -428,6 +431,13 @@ async fn client(settings: Settings, cmd: ClientCommand) -> anyhow::Result<()> {
         ClientCommand::Create(args) => {
             let json = args.json;
             let new = new_client(args)?;
+            if let Some(acr) = new.min_acr.as_deref().filter(|a| !settings.acr.is_known(a)) {
+                anyhow::bail!(
+                    "--min-acr {acr:?} is not a configured level (acr.password = {:?}, acr.two_factor = {:?})",
+                    settings.acr.password,
+                    settings.acr.two_factor
+                );
+            }
             let (secret, hash) = match new.auth_method {
                 TokenAuthMethod::None => (None, None),
                 _ => {
@@ -554,6 +564,7 @@ fn new_client(a: ClientArgs) -> anyhow::Result<NewClient> {
         grants,
         first_party: a.first_party,
         sensitive: a.sensitive,
+        min_acr: a.min_acr,
         id_token_alg: a
             .id_token_alg
             .parse::<IdTokenAlg>()

@@ -84,6 +84,18 @@ pub struct AcrSettings {
     pub two_factor: String,
 }
 
+impl AcrSettings {
+    /// Whether a portal's minimum asks for more than a password. A name that is not (or no
+    /// longer) configured counts as the strongest level: a typo must not weaken a portal.
+    pub fn above_password(&self, min_acr: Option<&str>) -> bool {
+        min_acr.is_some_and(|a| a != self.password)
+    }
+
+    pub fn is_known(&self, acr: &str) -> bool {
+        acr == self.password || acr == self.two_factor
+    }
+}
+
 impl Default for AcrSettings {
     fn default() -> Self {
         Self {

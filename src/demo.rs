@@ -69,6 +69,7 @@ pub async fn run(settings: Settings, portal_listen: SocketAddr) -> anyhow::Resul
                 grants: vec![GrantType::AuthorizationCode, GrantType::RefreshToken],
                 first_party: true,
                 sensitive: false,
+                min_acr: None,
                 id_token_alg: IdTokenAlg::RS256,
                 allowed_scopes: Vec::new(),
                 resources: Vec::new(),

@@ -74,8 +74,10 @@ pub struct Client {
     pub grants: Vec<GrantType>,
     /// The platform's own portals: no consent page.
     pub first_party: bool,
-    /// Needs strong authentication (enforced by the step-up work).
+    /// Never receives a password-only session.
     pub sensitive: bool,
+    /// The least `acr` its users must reach (one of the configured names).
+    pub min_acr: Option<String>,
     pub id_token_alg: IdTokenAlg,
     pub created_at: i64,
     /// API scopes it may ask for with client_credentials.
@@ -113,6 +115,7 @@ pub struct NewClient {
     pub grants: Vec<GrantType>,
     pub first_party: bool,
     pub sensitive: bool,
+    pub min_acr: Option<String>,
     pub id_token_alg: IdTokenAlg,
     pub allowed_scopes: Vec<String>,
     pub resources: Vec<String>,

@@ -201,13 +201,15 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         ),
         None => None,
     };
-    // Two factors: always for a sensitive portal; else when acr_values names only the strong level.
+    // Two factors: always for a sensitive portal or one whose minimum is above a password;
+    // else when acr_values names only the strong level.
     let acr = &state.settings.acr;
     let acr_values: Vec<&str> = p
         .get("acr_values")
         .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
     let need_mfa = client.sensitive
+        || acr.above_password(client.min_acr.as_deref())
         || (!acr_values.is_empty()
             && acr_values.contains(&acr.two_factor.as_str())
             && !acr_values.contains(&acr.password.as_str()));

@@ -166,6 +166,18 @@ fn bad_client_arguments_are_refused_and_write_nothing() {
                 "client",
                 "create",
                 "c",
+                "--redirect-uri",
+                "https://x.fr/cb",
+                "--min-acr",
+                "urn:sesame:loa:9",
+            ],
+            "--min-acr",
+        ),
+        (
+            vec![
+                "client",
+                "create",
+                "c",
                 "--public",
                 "--redirect-uri",
                 "https://x.fr/cb",

@@ -214,6 +214,12 @@ async fn step_up_through_acr_values_and_sensitive_portals(backend: Backend) {
     sensitive.first_party = true;
     sensitive.sensitive = true;
     let sensitive_secret = app.create_client(sensitive).await.unwrap();
+    let mut strong_minimum = ClientSpec::portal("ordonnances");
+    strong_minimum.min_acr = Some(LOA2.into());
+    app.create_client(strong_minimum).await.unwrap();
+    let mut weak_minimum = ClientSpec::portal("annuaire");
+    weak_minimum.min_acr = Some(LOA1.into());
+    app.create_client(weak_minimum).await.unwrap();
     app.create_user("alice").await;
     app.create_user("bob").await;
 
@@ -233,6 +239,15 @@ async fn step_up_through_acr_values_and_sensitive_portals(backend: Backend) {
             "bob",
             PASSWORD,
         )
+        .await;
+    assert!(query(&location(&res)).contains_key("code"));
+    // A portal's minimum level works like the sensitive flag when it is above a password.
+    let res = bob
+        .get(&auth_request(&app.issuer, "ordonnances", &[]).url)
+        .await;
+    assert_eq!(query(&location(&res))["error"], "access_denied");
+    let res = bob
+        .get(&auth_request(&app.issuer, "annuaire", &[]).url)
         .await;
     assert!(query(&location(&res)).contains_key("code"));
     let res = bob

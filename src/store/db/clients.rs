@@ -8,7 +8,7 @@ use crate::domain::client::NewClient;
 use crate::domain::{Client, ClientId, RedirectUri};
 
 const COLUMNS: &str = "client_id, secret_hash, redirect_uris, post_logout_redirect_uris, backchannel_logout_uri, \
-                       auth_method, grants, first_party, sensitive, id_token_alg, created_at, allowed_scopes, resources";
+                       auth_method, grants, first_party, sensitive, id_token_alg, created_at, allowed_scopes, resources, min_acr";
 
 #[derive(Debug, thiserror::Error)]
 pub enum CreateClientError {
@@ -32,7 +32,7 @@ impl Db {
         let grants: Vec<&str> = new.grants.iter().map(|g| g.as_str()).collect();
         let t = now();
         let done = sqlx::query(AssertSqlSafe(format!(
-            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) ON CONFLICT (client_id) DO NOTHING"
+            "INSERT INTO clients ({COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) ON CONFLICT (client_id) DO NOTHING"
         )))
         .bind(new.id.as_str())
         .bind(secret_hash)
@@ -47,6 +47,7 @@ impl Db {
         .bind(t)
         .bind(serde_json::to_string(&new.allowed_scopes).expect("json"))
         .bind(serde_json::to_string(&new.resources).expect("json"))
+        .bind(new.min_acr.clone())
         .execute(self.pool())
         .await
         .map_err(DbError::from)?;
@@ -118,6 +119,7 @@ fn client_from_row(r: &AnyRow) -> Result<Client, DbError> {
             .collect::<Result<_, _>>()?,
         first_party: r.try_get::<i64, _>("first_party")? != 0,
         sensitive: r.try_get::<i64, _>("sensitive")? != 0,
+        min_acr: r.try_get("min_acr")?,
         id_token_alg: r
             .try_get::<String, _>("id_token_alg")?
             .parse()
