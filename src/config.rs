@@ -70,7 +70,9 @@ pub struct MtlsSettings {
     pub identity: CertIdentity,
     /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header.
     pub trusted_proxies: Vec<std::net::IpAddr>,
-    /// Allow binding a certificate at its first use after a password sign-in (not yet offered).
+    /// A valid card bound to no account may be bound by signing in (password, and the second
+    /// factor if the account has one) in the same request. Off by default: it lets whoever
+    /// knows an account's password attach their own card to it (the owner is e-mailed).
     pub bind_on_first_use: bool,
 }
 

@@ -17,15 +17,19 @@ use super::{Halt, Proof, finish_login, load};
 use crate::app::{AppState, Internal};
 use crate::crypto::{random_token, token_hash};
 use crate::oidc::authorize::see_other;
+use crate::oidc::grant::interaction_key;
 use crate::store::db::audit::AuditEvent;
 use crate::tls::PeerChain;
 use crate::web::Locale;
 use rustls_pki_types::CertificateDer;
 
+/// What the mTLS side hands back: the account the card is bound to, or (binding at first
+/// use) the card's identifier alone.
 #[derive(Serialize, Deserialize)]
 struct CertGrant {
     uid: String,
-    user_id: String,
+    user_id: Option<String>,
+    national_id: String,
 }
 
 fn grant_key(token: &str) -> String {
@@ -39,6 +43,17 @@ impl Proof {
             amr: vec!["sc".into(), "pin".into(), "mfa".into()],
             acr: state.settings.acr.two_factor.clone(),
         }
+    }
+
+    /// The card verified in this request, then bound by this sign-in: the card counts too.
+    pub fn with_card(mut self, state: &AppState) -> Self {
+        for m in ["sc", "pin", "mfa"] {
+            if !self.amr.iter().any(|a| a == m) {
+                self.amr.push(m.into());
+            }
+        }
+        self.acr = state.settings.acr.two_factor.clone();
+        self
     }
 }
 
@@ -115,7 +130,8 @@ async fn check(
         }
     };
     let result = async {
-        let Some(user_id) = state.db.user_for_certificate(national_id.as_str()).await? else {
+        let user_id = state.db.user_for_certificate(national_id.as_str()).await?;
+        if user_id.is_none() {
             state
                 .db
                 .audit(AuditEvent {
@@ -124,8 +140,10 @@ async fn check(
                     ..Default::default()
                 })
                 .await?;
-            return Ok(refuse("cert.unbound"));
-        };
+            if !state.settings.mtls.bind_on_first_use {
+                return Ok(refuse("cert.unbound"));
+            }
+        }
         let token = random_token();
         state
             .eph
@@ -134,6 +152,7 @@ async fn check(
                 &CertGrant {
                     uid: uid.to_owned(),
                     user_id,
+                    national_id: national_id.as_str().to_owned(),
                 },
                 Duration::from_secs(120),
             )
@@ -154,7 +173,42 @@ pub struct Back {
     token: String,
 }
 
-/// Back on the main listener: spend the token, open a two-factor session, go on.
+/// Back on the main listener: spend the token, open a two-factor session, go on (or, for a
+/// card bound to no account, ask for the sign-in that will bind it).
+impl AppState {
+    /// Binds the card parked in the request to `user` if it is still free; tells the owner.
+    pub(crate) async fn bind_at_first_use(
+        &self,
+        national_id: &str,
+        user_id: &str,
+        locale: Locale,
+    ) -> Result<bool, Internal> {
+        if !self
+            .db
+            .bind_certificate_if_free(national_id, user_id)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.db
+            .audit(AuditEvent {
+                event: "certificate_bound",
+                user_id: Some(user_id),
+                detail: Some(serde_json::json!({ "national_id": national_id, "at": "first use" })),
+                ..Default::default()
+            })
+            .await?;
+        let user = self.db.user_by_id(user_id).await?.ok_or(Internal::Gone)?;
+        let factor = format!(
+            "{} ({national_id})",
+            crate::web::templates::text(locale, "cert.factor")
+        );
+        crate::account::notify(self, &user, locale, crate::mail::Kind::FactorAdded, &factor)
+            .await?;
+        Ok(true)
+    }
+}
+
 pub async fn back(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -163,20 +217,30 @@ pub async fn back(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let (i, client) = load(&state, &headers, &uid).await?;
+        let (mut i, client) = load(&state, &headers, &uid).await?;
         let grant: CertGrant = state
             .eph
             .take_json(&grant_key(&q.token))
             .await?
             .ok_or(Halt::Expired)?;
-        if grant.uid != uid || !state.user_active(&grant.user_id).await? {
+        if grant.uid != uid {
+            return Err(Halt::Expired);
+        }
+        let Some(user_id) = grant.user_id else {
+            i.pending_binding = Some(grant.national_id);
+            let ttl =
+                std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+            state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
+            return Ok(see_other(&format!("/interaction/{uid}")));
+        };
+        if !state.user_active(&user_id).await? {
             return Err(Halt::Expired);
         }
         state
             .db
             .audit(AuditEvent {
                 event: "login_ok_certificate",
-                user_id: Some(&grant.user_id),
+                user_id: Some(&user_id),
                 ..Default::default()
             })
             .await?;
@@ -185,7 +249,7 @@ pub async fn back(
             &uid,
             i,
             &client,
-            &grant.user_id,
+            &user_id,
             Proof::certificate(&state),
         )
         .await)

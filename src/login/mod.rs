@@ -189,7 +189,8 @@ pub async fn password_login(
         Ok(SignIn::Ok(user_id)) => match state.has_second_factor(&user_id).await {
             // With a second factor enrolled, the password alone never opens a session.
             Ok(true) => ask_second_factor(&state, &uid, interaction, &user_id).await,
-            Ok(false) if interaction.request.need_mfa => {
+            // A card verified in this request and bound now makes the second factor.
+            Ok(false) if interaction.request.need_mfa && interaction.pending_binding.is_none() => {
                 deny_weak(&state, &uid, &interaction).await
             }
             Ok(false) => {
@@ -347,6 +348,18 @@ pub(crate) async fn finish_login(
 ) -> Response {
     let locale = interaction.locale;
     let result = async {
+        let mut proof = proof;
+        if let Some(national_id) = interaction.pending_binding.take() {
+            if state
+                .bind_at_first_use(&national_id, user_id, locale)
+                .await?
+            {
+                proof = proof.with_card(state);
+            } else if interaction.request.need_mfa && proof.acr != state.settings.acr.two_factor {
+                // Bound by someone else meanwhile: the password alone is not enough here.
+                return Ok(deny_weak(state, uid, &interaction).await);
+            }
+        }
         let (mut current, cookie) = state.start_session(user_id, proof.amr, &proof.acr).await?;
         let mut res = if state
             .needs_consent(client, user_id, &interaction.request)
@@ -522,6 +535,7 @@ fn login_page_text(
             username => username.to_owned(),
             error => error,
             certificate_url => state.settings.mtls.url.as_ref().map(|u| format!("{u}/certificate/{uid}")),
+            binding => i.pending_binding.is_some(),
             passkey_url => state.webauthn.as_ref().map(|_| crate::web::path_attr(format!("/interaction/{uid}/passkey"))),
         },
     );

@@ -396,6 +396,7 @@ async fn start_interaction(
         user_id,
         must_change: None,
         second_factor,
+        pending_binding: None,
         browser: token_hash(&browser),
     };
     let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);

@@ -57,6 +57,10 @@ pub struct Interaction {
     /// Set when the password (or the session) is right and the one-time code is next.
     #[serde(default)]
     pub second_factor: Option<String>,
+    /// A verified card's national identifier, bound to whoever signs in next in this request
+    /// (`mtls.bind_on_first_use`).
+    #[serde(default)]
+    pub pending_binding: Option<String>,
     /// Hash of the browser cookie of the browser that started it.
     pub browser: String,
 }

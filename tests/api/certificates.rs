@@ -13,7 +13,7 @@ use serde_json::Value;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, Browser, ClientSpec, REDIRECT, TestApp, auth_request, location, query,
+    Backend, Browser, ClientSpec, PASSWORD, REDIRECT, TestApp, auth_request, location, query,
 };
 
 struct Ca {
@@ -131,6 +131,15 @@ fn pki() -> Pki {
 }
 
 async fn app_with(backend: Backend, pki: &Pki, trusted: bool) -> (TestApp, String) {
+    app_tweaked(backend, pki, trusted, |_| {}).await
+}
+
+async fn app_tweaked(
+    backend: Backend,
+    pki: &Pki,
+    trusted: bool,
+    tweak: impl FnOnce(&mut sesame::config::Settings),
+) -> (TestApp, String) {
     let d = pki.dir.path().to_owned();
     let app = TestApp::spawn_with(backend, |s| {
         s.mtls.client_ca = Some(d.join("ca.pem"));
@@ -141,6 +150,7 @@ async fn app_with(backend: Backend, pki: &Pki, trusted: bool) -> (TestApp, Strin
             s.mtls.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
         }
         s.mtls.url = Some("https://carte.example.fr".into());
+        tweak(s);
     })
     .await;
     let secret = app
@@ -350,7 +360,79 @@ async fn cards_through_the_mtls_listener(backend: Backend) {
     assert!(location(&res).starts_with(REDIRECT), "back to the portal");
 }
 
+async fn an_unbound_card_is_bound_by_the_next_sign_in(backend: Backend) {
+    let pki = pki();
+    let (app, secret) = app_tweaked(backend, &pki, true, |s| s.mtls.bind_on_first_use = true).await;
+    let bob = app.create_user("bob").await;
+    let present = |uid: String| {
+        app.http
+            .get(app.url(&format!("/certificate/{uid}")))
+            .header("client-cert", rfc9440(&pki.unbound))
+            .send()
+    };
+    let b = app.browser();
+    let (uid, req) = start(&app, &b).await;
+    let res = present(uid.clone()).await.unwrap();
+    assert_eq!(res.status(), 303, "a valid card, bound to no one yet");
+    let res = b.get(&location(&res)).await;
+    assert_eq!(location(&res), format!("/interaction/{uid}"));
+    let login = b.get(&location(&res)).await.text().await.unwrap();
+    assert!(login.contains("associée à aucun compte"), "{login}");
+    // A wrong password binds nothing.
+    let wrong = b
+        .submit(
+            &login,
+            0,
+            &[("username", "bob"), ("password", "Wrong#Pass1")],
+        )
+        .await;
+    assert_eq!(wrong.status(), 401);
+    let unbound_id = rpps_id("1000999999");
+    assert_eq!(
+        app.state
+            .db
+            .user_for_certificate(&unbound_id)
+            .await
+            .unwrap(),
+        None
+    );
+    let res = b
+        .submit(&login, 0, &[("username", "bob"), ("password", PASSWORD)])
+        .await;
+    let code = query(&location(&res))["code"].clone();
+    let claims = token_claims(&app, &secret, &code, &req.verifier).await;
+    assert_eq!(claims["acr"], "urn:sesame:loa:2", "card and password");
+    assert_eq!(
+        claims["amr"],
+        serde_json::json!(["pwd", "sc", "pin", "mfa"])
+    );
+    assert_eq!(
+        app.state
+            .db
+            .user_for_certificate(&unbound_id)
+            .await
+            .unwrap(),
+        Some(bob.id.clone())
+    );
+    assert!(
+        app.audit_events()
+            .await
+            .contains(&"certificate_bound".to_string())
+    );
+
+    // From now on the card alone signs Bob in.
+    let c = app.browser();
+    let (uid, req) = start(&app, &c).await;
+    let res = present(uid).await.unwrap();
+    let res = c.get(&location(&res)).await;
+    let code = query(&location(&res))["code"].clone();
+    let claims = token_claims(&app, &secret, &code, &req.verifier).await;
+    assert_eq!(claims["sub"], bob.id.as_str());
+    assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
+}
+
 both_backends!(
+    an_unbound_card_is_bound_by_the_next_sign_in,
     cards_through_a_trusted_proxy,
     the_header_is_ignored_from_anyone_else,
     cards_through_the_mtls_listener

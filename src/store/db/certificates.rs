@@ -19,6 +19,24 @@ impl Db {
         Ok(())
     }
 
+    /// Binds `national_id` unless it is bound already; whether it was bound now.
+    pub async fn bind_certificate_if_free(
+        &self,
+        national_id: &str,
+        user_id: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "INSERT INTO certificate_bindings (national_id, user_id, created_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (national_id) DO NOTHING",
+        )
+        .bind(national_id)
+        .bind(user_id)
+        .bind(now())
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     pub async fn user_for_certificate(&self, national_id: &str) -> Result<Option<String>, DbError> {
         let row = sqlx::query("SELECT user_id FROM certificate_bindings WHERE national_id = $1")
             .bind(national_id)
