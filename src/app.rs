@@ -79,7 +79,7 @@ impl AppState {
         let pages = Templates::new(&settings.branding);
         let mailer = crate::mail::Mailer::new(&settings.branding);
         let secrets = crate::keys::sealed::Kek::from_settings(&settings)?;
-        let certs = crate::tls::ClientCerts::from_settings(&settings)?;
+        let certs = crate::tls::ClientCerts::from_settings(&settings).await?;
         crate::mail::spawn_worker(db.clone(), settings.mail.clone()).map_err(Internal::Mail)?;
         let discovery = oidc::discovery::document(&settings);
         let backchannel = Backchannel::start();
