@@ -526,3 +526,28 @@ fn describe(e: figment::Error) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crl_sources_are_files_or_http_urls() {
+        let s: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(
+                "[mtls]\ncrl = [\"ca.crl\", \"http://crl.example.fr/ca.crl\"]\ncrl_grace_hours = 6",
+            ))
+            .extract()
+            .expect("valid");
+        assert_eq!(s.mtls.crl.len(), 2);
+        assert!(matches!(&s.mtls.crl[0], CrlSource::File(p) if p == Path::new("ca.crl")));
+        assert!(
+            matches!(&s.mtls.crl[1], CrlSource::Url(u) if u.host_str() == Some("crl.example.fr"))
+        );
+        assert_eq!(
+            (s.mtls.crl_grace_hours, s.mtls.crl_refresh_seconds),
+            (6, 3600)
+        );
+        assert!(CrlSource::try_from("ldap://x/ca".to_string()).is_err());
+    }
+}
