@@ -97,7 +97,7 @@ impl AppState {
         let pages = Templates::new(&settings.branding);
         let mailer = crate::mail::Mailer::new(&settings.branding);
         let secrets = crate::keys::sealed::Kek::from_settings(&settings)?;
-        let certs = crate::tls::ClientCerts::from_settings(&settings)?;
+        let certs = crate::tls::ClientCerts::from_settings(&settings).await?;
         let webauthn = login::passkey::relying_party(&settings).map_err(Internal::Passkeys)?;
         crate::mail::spawn_worker(db.clone(), settings.mail.clone()).map_err(Internal::Mail)?;
         let discovery = oidc::discovery::document(&settings);

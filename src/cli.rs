@@ -63,6 +63,12 @@ pub struct DemoArgs {
     /// Where the demo portal listens.
     #[arg(long, default_value = "127.0.0.1:8081")]
     pub portal_listen: std::net::SocketAddr,
+    /// Where the certificate-login (mTLS) listener listens, unless `mtls.client_ca` is set.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub mtls_listen: std::net::SocketAddr,
+    /// The demo's test PKI (CA, server certificate, card), made here on first start.
+    #[arg(long, default_value = "data/demo-pki")]
+    pub pki_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -186,7 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     crate::telemetry::init(settings.log_format);
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(settings).await,
-        Command::Demo(args) => crate::demo::run(settings, args.portal_listen).await,
+        Command::Demo(args) => crate::demo::run(settings, args).await,
         Command::Migrate => {
             Db::open(&settings.database_url).await?;
             println!("migrations applied to {}", redact(&settings.database_url));

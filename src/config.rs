@@ -56,7 +56,7 @@ pub enum CertIdentity {
 }
 
 /// Certificate login (smart cards).
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct MtlsSettings {
     /// The dedicated mTLS listener (off unless set); needs `tls.cert` and `tls.key`.
@@ -65,8 +65,13 @@ pub struct MtlsSettings {
     pub url: Option<String>,
     /// PEM bundle of the accepted CAs (the IGC-Santé chain in production).
     pub client_ca: Option<PathBuf>,
-    /// CRL files (DER or PEM).
-    pub crl: Vec<PathBuf>,
+    /// CRLs (DER or PEM): file paths or `http(s)://` URLs, kept in memory and refreshed.
+    pub crl: Vec<CrlSource>,
+    /// Longest wait between two reads of a CRL (it is read sooner when its nextUpdate nears).
+    pub crl_refresh_seconds: u64,
+    /// How long a CRL past its nextUpdate is still used when no newer one can be had;
+    /// 0 = fail closed: certificates are refused as soon as a CRL is out of date.
+    pub crl_grace_hours: u64,
     pub identity: CertIdentity,
     /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header.
     pub trusted_proxies: Vec<std::net::IpAddr>,
@@ -74,6 +79,66 @@ pub struct MtlsSettings {
     /// factor if the account has one) in the same request. Off by default: it lets whoever
     /// knows an account's password attach their own card to it (the owner is e-mailed).
     pub bind_on_first_use: bool,
+}
+
+impl Default for MtlsSettings {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            url: None,
+            client_ca: None,
+            crl: Vec::new(),
+            crl_refresh_seconds: 3600,
+            crl_grace_hours: 0,
+            identity: CertIdentity::default(),
+            trusted_proxies: Vec::new(),
+            bind_on_first_use: false,
+        }
+    }
+}
+
+/// Where a CRL is read: a URL when it starts with `http://` or `https://`, else a file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub enum CrlSource {
+    File(PathBuf),
+    Url(url::Url),
+}
+
+impl TryFrom<String> for CrlSource {
+    type Error = String;
+    fn try_from(s: String) -> Result<Self, String> {
+        if s.starts_with("http://") || s.starts_with("https://") {
+            url::Url::parse(&s)
+                .map(CrlSource::Url)
+                .map_err(|e| format!("{s}: {e}"))
+        } else if s.contains("://") {
+            Err(format!("{s}: a CRL is a file path or an http(s) URL"))
+        } else {
+            Ok(CrlSource::File(s.into()))
+        }
+    }
+}
+
+impl From<CrlSource> for String {
+    fn from(c: CrlSource) -> String {
+        c.to_string()
+    }
+}
+
+impl From<PathBuf> for CrlSource {
+    fn from(p: PathBuf) -> Self {
+        CrlSource::File(p)
+    }
+}
+
+impl std::fmt::Display for CrlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CrlSource::File(p) => write!(f, "{}", p.display()),
+            CrlSource::Url(u) => f.write_str(u.as_str()),
+        }
+    }
 }
 
 /// The `acr` values Sésame asserts (names are the platform's choice).
@@ -439,6 +504,12 @@ impl Settings {
                 expected: "tls.cert, tls.key and mtls.client_ca set as well".into(),
             });
         }
+        if self.mtls.crl_refresh_seconds == 0 {
+            return Err(SettingsError::Invalid {
+                key: "mtls.crl_refresh_seconds",
+                expected: "at least 1".into(),
+            });
+        }
         if self.password.max_concurrent_hashes == 0 {
             return Err(SettingsError::Invalid {
                 key: "password.max_concurrent_hashes",
@@ -479,4 +550,29 @@ fn describe(e: figment::Error) -> String {
         })
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn crl_sources_are_files_or_http_urls() {
+        let s: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(
+                "[mtls]\ncrl = [\"ca.crl\", \"http://crl.example.fr/ca.crl\"]\ncrl_grace_hours = 6",
+            ))
+            .extract()
+            .expect("valid");
+        assert_eq!(s.mtls.crl.len(), 2);
+        assert!(matches!(&s.mtls.crl[0], CrlSource::File(p) if p == Path::new("ca.crl")));
+        assert!(
+            matches!(&s.mtls.crl[1], CrlSource::Url(u) if u.host_str() == Some("crl.example.fr"))
+        );
+        assert_eq!(
+            (s.mtls.crl_grace_hours, s.mtls.crl_refresh_seconds),
+            (6, 3600)
+        );
+        assert!(CrlSource::try_from("ldap://x/ca".to_string()).is_err());
+    }
 }

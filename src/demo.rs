@@ -1,9 +1,11 @@
 //! `sesame demo`: Sésame on its embedded defaults, a demo account, and a small portal on a
 //! second port that signs in through Sésame exactly as a real e-health portal would, with
-//! the openidconnect crate as its relying-party library.
+//! the openidconnect crate as its relying-party library. Certificate login works too, with
+//! the demo's own test PKI ([`pki`]) and a card bound to the demo account.
+
+pub mod pki;
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
@@ -20,6 +22,7 @@ use openidconnect::{
 };
 use serde::Deserialize;
 
+use crate::cli::DemoArgs;
 use crate::config::Settings;
 use crate::domain::client::NewClient;
 use crate::domain::{
@@ -33,12 +36,26 @@ pub const DEMO_USER: &str = "demo";
 pub const DEMO_PASSWORD: &str = "Demo#2026!";
 pub const DEMO_CLIENT: &str = "demo-portal";
 
-pub async fn run(settings: Settings, portal_listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
+    let portal_listen = args.portal_listen;
+    // Certificate login on the demo PKI, unless the settings bring their own CA.
+    let pki = match settings.mtls.client_ca {
+        Some(_) => None,
+        None => {
+            let pki = pki::DemoPki::open_or_create(&args.pki_dir)?;
+            settings.mtls.client_ca = Some(pki.ca());
+            settings.tls.cert = Some(pki.server_cert());
+            settings.tls.key = Some(pki.server_key());
+            settings.mtls.listen = Some(args.mtls_listen);
+            settings.mtls.url = Some(format!("https://{}", args.mtls_listen));
+            Some(pki)
+        }
+    };
     let server = Server::build(settings).await?;
     let state = server.state().clone();
     let portal_base = format!("http://{portal_listen}");
 
-    match state
+    let user = match state
         .db
         .create_user(NewUser {
             username: Username::parse(DEMO_USER).expect("valid"),
@@ -50,8 +67,20 @@ pub async fn run(settings: Settings, portal_listen: SocketAddr) -> anyhow::Resul
         })
         .await
     {
-        Ok(_) | Err(CreateUserError::Taken(_)) => {}
+        Ok(user) => user,
+        Err(CreateUserError::Taken(_)) => state
+            .db
+            .user_by_username(&Username::parse(DEMO_USER).expect("valid"))
+            .await?
+            .context("the demo account vanished")?,
         Err(e) => return Err(e.into()),
+    };
+    // As `sesame user bind-certificate demo --national-id …` does.
+    if let Some(pki) = &pki {
+        state
+            .db
+            .bind_certificate(pki.national_id.as_str(), &user.id)
+            .await?;
     }
     // The secret is kept only hashed, so the demo portal is registered afresh at each start.
     state.db.delete_client(DEMO_CLIENT).await?;
@@ -85,11 +114,37 @@ pub async fn run(settings: Settings, portal_listen: SocketAddr) -> anyhow::Resul
     tokio::spawn(async move { axum::serve(listener, portal.router()).await });
 
     println!(
-        "\n  Sésame demo\n  ───────────\n  Identity provider: {issuer}\n  Demo portal:       {portal_base}   ← open this\n  Sign in as:        {DEMO_USER} / {DEMO_PASSWORD}\n\n  Ctrl-C stops both.\n",
-        issuer = state.issuer()
+        "\n  Sésame demo\n  ───────────\n  Identity provider: {issuer}\n  Demo portal:       {portal_base}   ← open this\n  Sign in as:        {DEMO_USER} / {DEMO_PASSWORD}\n{cards}\n  Ctrl-C stops both.\n",
+        issuer = state.issuer(),
+        cards = pki
+            .as_ref()
+            .map(|p| card_banner(p, &state.settings))
+            .unwrap_or_default(),
     );
     server.run_until(shutdown_signal()).await?;
     Ok(())
+}
+
+/// How to use the demo card, for the banner.
+fn card_banner(pki: &pki::DemoPki, s: &Settings) -> String {
+    let listen = s.mtls.listen.map(|a| a.to_string()).unwrap_or_default();
+    format!(
+        "
+  Certificate login (« Authentification par certificat client »), card {id} of {DEMO_USER}:
+    Files:  {dir}/
+      ca.pem    the demo CA: import it as an authority trusted for websites
+                (Firefox: Settings › Privacy & Security › Certificates › View Certificates ›
+                Authorities › Import; Chrome: Settings › Privacy and security › Security ›
+                Manage certificates). It is limited to localhost and 127.0.0.0/8.
+      card.p12  the card: import it under « Your Certificates » (password: {pw})
+      card.pem, card.key  the same for curl or scripts
+    Then choose « Authentification par certificat client » on the sign-in page; the card
+    is asked for on https://{listen}.
+",
+        id = pki.national_id,
+        dir = pki.dir.display(),
+        pw = pki::P12_PASSWORD,
+    )
 }
 
 /// The demo portal: a relying party with one confidential client.

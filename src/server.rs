@@ -59,6 +59,9 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), ServeError> {
         self.state.spawn_key_reload();
+        if let Some(certs) = &self.state.certs {
+            certs.spawn_crl_refresh();
+        }
         if let (Some(addr), Some(certs)) =
             (self.state.settings.mtls.listen, self.state.certs.clone())
         {

@@ -3,6 +3,8 @@
 //! read from the card, and the dedicated mTLS listener where a browser is asked for a card
 //! only when the person chose « Authentification par certificat client ».
 
+pub mod crl;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -13,10 +15,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
 use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
+use rustls::server::ServerConfig;
 use rustls::server::danger::ClientCertVerifier;
-use rustls::server::{ServerConfig, WebPkiClientVerifier};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, UnixTime};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, UnixTime};
 use tower::ServiceExt;
 
 use crate::config::{CertIdentity, Settings};
@@ -26,6 +28,8 @@ use crate::domain::national_id::NationalId;
 pub enum CertError {
     #[error("{0}: {1}")]
     Load(String, String),
+    #[error(transparent)]
+    Crl(#[from] crl::CrlError),
     #[error("certificate refused: {0}")]
     Invalid(String),
     #[error("no national identifier in the certificate: {0}")]
@@ -38,7 +42,8 @@ pub struct PeerChain(pub Option<Arc<Vec<CertificateDer<'static>>>>);
 
 #[derive(Clone)]
 pub struct ClientCerts {
-    verifier: Arc<dyn ClientCertVerifier>,
+    /// Shared by the mTLS listener and the proxy-header path; follows CRL refreshes.
+    verifier: Arc<crl::LiveVerifier>,
     identity: CertIdentity,
 }
 
@@ -47,8 +52,9 @@ fn provider() -> Arc<rustls::crypto::CryptoProvider> {
 }
 
 impl ClientCerts {
-    /// `None` when no CA bundle is configured (certificate login off).
-    pub fn from_settings(s: &Settings) -> Result<Option<Self>, CertError> {
+    /// `None` when no CA bundle is configured (certificate login off). Reads the CRLs once;
+    /// [`Self::spawn_crl_refresh`] keeps them fresh.
+    pub async fn from_settings(s: &Settings) -> Result<Option<Self>, CertError> {
         let Some(ca) = &s.mtls.client_ca else {
             return Ok(None);
         };
@@ -58,24 +64,19 @@ impl ClientCerts {
                 .add(cert.map_err(|e| load(ca, e))?)
                 .map_err(|e| load(ca, e))?;
         }
-        let mut crls = Vec::new();
-        for path in &s.mtls.crl {
-            let bytes = std::fs::read(path).map_err(|e| load(path, e))?;
-            let crl = match CertificateRevocationListDer::from_pem_slice(&bytes) {
-                Ok(c) => c,
-                Err(_) => CertificateRevocationListDer::from(bytes),
-            };
-            crls.push(crl);
+        if roots.is_empty() {
+            return Err(load(ca, "no certificate in the bundle"));
         }
-        let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider())
-            .with_crls(crls)
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| load(ca, e))?;
+        let verifier = crl::LiveVerifier::load(roots, &s.mtls).await?;
         Ok(Some(Self {
             verifier,
             identity: s.mtls.identity,
         }))
+    }
+
+    /// Background refresh of the CRLs (one task each; they end with the last clone).
+    pub fn spawn_crl_refresh(&self) {
+        self.verifier.spawn_refresh();
     }
 
     /// Checks the chain and reads the national identifier from the end-entity certificate.
@@ -85,7 +86,13 @@ impl ClientCerts {
             .ok_or_else(|| CertError::Invalid("no certificate".into()))?;
         self.verifier
             .verify_client_cert(end, intermediates, UnixTime::now())
-            .map_err(|e| CertError::Invalid(e.to_string()))?;
+            .map_err(|e| match e {
+                // Ours (revocation status unknown): its own words, not rustls's Debug form.
+                rustls::Error::InvalidCertificate(rustls::CertificateError::Other(o)) => {
+                    CertError::Invalid(o.to_string())
+                }
+                e => CertError::Invalid(e.to_string()),
+            })?;
         national_id(end, self.identity)
     }
 
@@ -104,9 +111,14 @@ impl ClientCerts {
         let mut cfg = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| load(cert, e))?
-            .with_client_cert_verifier(self.verifier.clone())
+            .with_client_cert_verifier(self.verifier.clone() as Arc<dyn ClientCertVerifier>)
             .with_single_cert(chain, key)
             .map_err(|e| load(cert, e))?;
+        // No resumption: a resumed session skips the certificate check, so a card revoked
+        // since (or a CRL gone stale) would still get in; and each sign-in should prove the
+        // card is present.
+        cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+        cfg.send_tls13_tickets = 0;
         cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
         Ok(cfg)
     }

@@ -1,8 +1,11 @@
 //! Certificate login with a test PKI made by rcgen: a good card, an expired one, one from
 //! another CA, one revoked by CRL, one without clientAuth, one bound to no account; through
-//! the mTLS listener and through a trusted proxy's header (RFC 9440 and nginx forms).
+//! the mTLS listener and through a trusted proxy's header (RFC 9440 and nginx forms); and
+//! CRLs published at a URL by the test CA: refreshed, stale, unreachable.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
@@ -10,6 +13,8 @@ use rcgen::{
     RevokedCertParams, SanType, SerialNumber, date_time_ymd,
 };
 use serde_json::Value;
+use sesame::config::{CrlSource, Settings};
+use time::OffsetDateTime;
 
 use crate::both_backends;
 use crate::helpers::{
@@ -71,6 +76,35 @@ fn card(ca: &Ca, national_id: &str, serial: u64, expired: bool, client_auth: boo
     }
 }
 
+/// A CRL of `ca` revoking `serials`, in PEM.
+fn crl_pem(
+    ca: &Ca,
+    serials: &[u64],
+    this_update: OffsetDateTime,
+    next_update: OffsetDateTime,
+) -> String {
+    CertificateRevocationListParams {
+        this_update,
+        next_update,
+        crl_number: SerialNumber::from(this_update.unix_timestamp() as u64),
+        issuing_distribution_point: None,
+        revoked_certs: serials
+            .iter()
+            .map(|s| RevokedCertParams {
+                serial_number: SerialNumber::from(*s),
+                revocation_time: date_time_ymd(2025, 6, 1),
+                reason_code: None,
+                invalidity_date: None,
+            })
+            .collect(),
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&Issuer::from_params(&ca.params, &ca.key))
+    .unwrap()
+    .pem()
+    .unwrap()
+}
+
 fn rpps_id(ten: &str) -> String {
     format!("8{}", sesame::domain::national_id::with_check_digit(ten))
 }
@@ -84,6 +118,8 @@ struct Pki {
     unbound: Card,
     dir: tempfile::TempDir,
     ca_pem: String,
+    /// The CA itself, to publish new CRLs.
+    ca: Ca,
 }
 
 fn pki() -> Pki {
@@ -92,23 +128,14 @@ fn pki() -> Pki {
     let id = rpps_id("1000123456");
     let pki_dir = tempfile::tempdir().unwrap();
     let revoked = card(&a, &id, 42, false, true);
-    let crl = CertificateRevocationListParams {
-        this_update: date_time_ymd(2025, 1, 1),
-        next_update: date_time_ymd(2090, 1, 1),
-        crl_number: SerialNumber::from(1u64),
-        issuing_distribution_point: None,
-        revoked_certs: vec![RevokedCertParams {
-            serial_number: SerialNumber::from(42u64),
-            revocation_time: date_time_ymd(2025, 6, 1),
-            reason_code: None,
-            invalidity_date: None,
-        }],
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&Issuer::from_params(&a.params, &a.key))
-    .unwrap();
+    let crl = crl_pem(
+        &a,
+        &[42],
+        date_time_ymd(2025, 1, 1),
+        date_time_ymd(2090, 1, 1),
+    );
     std::fs::write(pki_dir.path().join("ca.pem"), &a.pem).unwrap();
-    std::fs::write(pki_dir.path().join("crl.pem"), crl.pem().unwrap()).unwrap();
+    std::fs::write(pki_dir.path().join("crl.pem"), crl).unwrap();
     // The mTLS listener's own certificate, for 127.0.0.1.
     let mut sp = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
     sp.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap())];
@@ -126,6 +153,7 @@ fn pki() -> Pki {
         server_auth_only: card(&a, &id, 4, false, false),
         unbound: card(&a, &rpps_id("1000999999"), 5, false, true),
         ca_pem: a.pem.clone(),
+        ca: a,
         dir: pki_dir,
     }
 }
@@ -134,16 +162,17 @@ async fn app_with(backend: Backend, pki: &Pki, trusted: bool) -> (TestApp, Strin
     app_tweaked(backend, pki, trusted, |_| {}).await
 }
 
+/// `app_with`, then `tweak` on the settings (e.g. other CRLs).
 async fn app_tweaked(
     backend: Backend,
     pki: &Pki,
     trusted: bool,
-    tweak: impl FnOnce(&mut sesame::config::Settings),
+    tweak: impl FnOnce(&mut Settings),
 ) -> (TestApp, String) {
     let d = pki.dir.path().to_owned();
     let app = TestApp::spawn_with(backend, |s| {
         s.mtls.client_ca = Some(d.join("ca.pem"));
-        s.mtls.crl = vec![d.join("crl.pem")];
+        s.mtls.crl = vec![d.join("crl.pem").into()];
         s.tls.cert = Some(d.join("server.pem"));
         s.tls.key = Some(d.join("server.key"));
         if trusted {
@@ -309,9 +338,8 @@ async fn the_header_is_ignored_from_anyone_else(backend: Backend) {
     assert!(res.text().await.unwrap().contains("Aucun certificat"));
 }
 
-async fn cards_through_the_mtls_listener(backend: Backend) {
-    let pki = pki();
-    let (app, _) = app_with(backend, &pki, false).await;
+/// Starts the mTLS listener of `app` on a free port; returns the port.
+async fn mtls_listener(app: &TestApp) -> u16 {
     let certs = app.state.certs.clone().expect("configured");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -321,18 +349,27 @@ async fn cards_through_the_mtls_listener(backend: Backend) {
         config,
         sesame::login::certificate::mtls_router(app.state.clone()),
     ));
-    let tls_client = |card: Option<&Card>| {
-        let mut b = reqwest::Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap());
-        if let Some(c) = card {
-            b = b.identity(
-                reqwest::Identity::from_pem(format!("{}{}", c.cert_pem, c.key_pem).as_bytes())
-                    .unwrap(),
-            );
-        }
-        b.build().unwrap()
-    };
+    port
+}
+
+/// A client that trusts the test CA and presents `card`.
+fn tls_client(pki: &Pki, card: Option<&Card>) -> reqwest::Client {
+    let mut b = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap());
+    if let Some(c) = card {
+        b = b.identity(
+            reqwest::Identity::from_pem(format!("{}{}", c.cert_pem, c.key_pem).as_bytes()).unwrap(),
+        );
+    }
+    b.build().unwrap()
+}
+
+async fn cards_through_the_mtls_listener(backend: Backend) {
+    let pki = pki();
+    let (app, _) = app_with(backend, &pki, false).await;
+    let port = mtls_listener(&app).await;
+    let tls_client = |card: Option<&Card>| tls_client(&pki, card);
     let b = app.browser();
     let (uid, _) = start(&app, &b).await;
     let url = format!("https://127.0.0.1:{port}/certificate/{uid}");
@@ -431,11 +468,174 @@ async fn an_unbound_card_is_bound_by_the_next_sign_in(backend: Backend) {
     assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
 }
 
+/// The test CA's CRL distribution point: serves what was last published, or 503 (down).
+#[derive(Clone, Default)]
+struct Publisher(Arc<Mutex<Option<String>>>);
+
+impl Publisher {
+    /// Serves on 127.0.0.1:0; returns the publisher and the CRL's URL.
+    async fn start(first: String) -> (Self, CrlSource) {
+        let p = Self::default();
+        p.publish(Some(first));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/ca.crl", listener.local_addr().unwrap());
+        let state = p.clone();
+        let app = axum::Router::new().route(
+            "/ca.crl",
+            axum::routing::get(move || {
+                let crl = state.0.lock().unwrap().clone();
+                async move {
+                    match crl {
+                        Some(pem) => (axum::http::StatusCode::OK, pem),
+                        None => (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new()),
+                    }
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (p, CrlSource::try_from(url).unwrap())
+    }
+
+    fn publish(&self, crl: Option<String>) {
+        *self.0.lock().unwrap() = crl;
+    }
+}
+
+fn hours(h: i64) -> time::Duration {
+    time::Duration::hours(h)
+}
+
+/// Signs `card` in through the trusted-proxy header; the status, and the refusal's audit
+/// reason (empty when accepted).
+async fn try_card(app: &TestApp, card: &Card) -> (u16, String) {
+    let b = app.browser();
+    let (uid, _) = start(app, &b).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/certificate/{uid}")))
+        .header("client-cert", rfc9440(card))
+        .send()
+        .await
+        .unwrap();
+    let status = res.status().as_u16();
+    if status != 403 {
+        return (status, String::new());
+    }
+    let rows = app.state.db.recent_audit(100).await.unwrap();
+    let reason = rows
+        .iter()
+        .find(|r| r.event == "certificate_refused")
+        .map(|r| r.detail.clone())
+        .unwrap_or_default();
+    (status, reason)
+}
+
+async fn a_card_revoked_later_is_refused_after_the_crl_refresh(backend: Backend) {
+    let pki = pki();
+    let now = OffsetDateTime::now_utc();
+    let (ca_site, url) =
+        Publisher::start(crl_pem(&pki.ca, &[], now - hours(1), now + hours(24))).await;
+    let (app, _) = app_tweaked(backend, &pki, true, |s| {
+        s.mtls.crl = vec![url];
+        s.mtls.crl_refresh_seconds = 1;
+    })
+    .await;
+    let port = mtls_listener(&app).await;
+    assert_eq!(try_card(&app, &pki.good).await.0, 303);
+    let b = app.browser();
+    let (uid, _) = start(&app, &b).await;
+    let url = format!("https://127.0.0.1:{port}/certificate/{uid}");
+    let res = tls_client(&pki, Some(&pki.good)).get(&url).send().await;
+    assert_eq!(res.unwrap().status(), 303, "accepted by the listener too");
+
+    // The CA revokes the card (serial 1) and publishes a new list.
+    ca_site.publish(Some(crl_pem(&pki.ca, &[1], now, now + hours(24))));
+    let certs = app.state.certs.clone().unwrap();
+    let good = rustls_pki_types::CertificateDer::from(pki.good.der.clone());
+    let mut refused = false;
+    for _ in 0..100 {
+        if certs.verify(std::slice::from_ref(&good)).is_err() {
+            refused = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(refused, "the new CRL was picked up within 10 s");
+    let (status, reason) = try_card(&app, &pki.good).await;
+    assert_eq!(status, 403);
+    assert!(reason.contains("Revoked"), "{reason}");
+    assert!(
+        tls_client(&pki, Some(&pki.good))
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
+        "the listener refuses it without a restart"
+    );
+}
+
+/// A backend of the same kind with its own data, for a second server in one scenario.
+async fn another(backend: &Backend) -> Backend {
+    match backend {
+        Backend::Embedded => Backend::Embedded,
+        Backend::External { .. } => Backend::external().await.expect("up, as the first one"),
+    }
+}
+
+async fn an_unreachable_crl_fails_closed_unless_a_grace_period(backend: Backend) {
+    let pki = pki();
+    let now = OffsetDateTime::now_utc();
+    // The list in hand went past its nextUpdate an hour ago, and the URL is down since.
+    let stale = crl_pem(&pki.ca, &[42], now - hours(48), now - hours(1));
+    let (ca_site, url) = Publisher::start(stale).await;
+    let app_with_grace = |grace: u64| {
+        let url = url.clone();
+        move |s: &mut Settings| {
+            s.mtls.crl = vec![url];
+            s.mtls.crl_refresh_seconds = 1;
+            s.mtls.crl_grace_hours = grace;
+        }
+    };
+    let (closed, _) = app_tweaked(another(&backend).await, &pki, true, app_with_grace(0)).await;
+    let (grace, _) = app_tweaked(another(&backend).await, &pki, true, app_with_grace(24)).await;
+    ca_site.publish(None);
+
+    let (status, reason) = try_card(&closed, &pki.good).await;
+    assert_eq!(status, 403, "fail closed");
+    assert!(reason.contains("revocation status unknown"), "{reason}");
+    assert_eq!(
+        try_card(&grace, &pki.good).await.0,
+        303,
+        "within the grace period"
+    );
+    assert_eq!(
+        try_card(&grace, &pki.revoked).await.0,
+        403,
+        "the stale list still counts"
+    );
+
+    // A CRL never fetched: the server starts, and refuses every card meanwhile.
+    let down = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/ca.crl", l.local_addr().unwrap())
+    };
+    let (never, _) = app_tweaked(backend, &pki, true, |s| {
+        s.mtls.crl = vec![CrlSource::try_from(down).unwrap()];
+        s.mtls.crl_grace_hours = 24;
+    })
+    .await;
+    let (status, reason) = try_card(&never, &pki.good).await;
+    assert_eq!(status, 403, "never fetched: refused, grace or not");
+    assert!(reason.contains("revocation status unknown"), "{reason}");
+}
+
 both_backends!(
     an_unbound_card_is_bound_by_the_next_sign_in,
     cards_through_a_trusted_proxy,
     the_header_is_ignored_from_anyone_else,
-    cards_through_the_mtls_listener
+    cards_through_the_mtls_listener,
+    a_card_revoked_later_is_refused_after_the_crl_refresh,
+    an_unreachable_crl_fails_closed_unless_a_grace_period
 );
 
 #[test]

@@ -301,6 +301,14 @@ fn bad_settings_name_the_key_and_exit_non_zero() {
         ),
         (("SESAME_DATABASE_URL", "mysql://x"), "database_url"),
         (("SESAME_KEYS__ENCRYPTION_KEY", "short"), "encryption_key"),
+        (
+            ("SESAME_MTLS__CRL", "[\"ldap://ldap.example.fr/ca\"]"),
+            "mtls.crl",
+        ),
+        (
+            ("SESAME_MTLS__CRL_REFRESH_SECONDS", "0"),
+            "mtls.crl_refresh_seconds",
+        ),
     ] {
         let o = cli.run_env(&["keys", "list"], None, &[env]);
         let (_, err) = text(&o);

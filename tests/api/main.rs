@@ -9,6 +9,7 @@ mod authorize;
 mod certificates;
 mod cli;
 mod code_flow;
+mod demo;
 mod durable;
 mod ephemeral;
 mod foundation;
