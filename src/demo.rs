@@ -38,6 +38,10 @@ pub const DEMO_CLIENT: &str = "demo-portal";
 
 pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
     let portal_listen = args.portal_listen;
+    // Browsers offer passkeys only on a domain name; `localhost` is one (and a secure context).
+    if settings.issuer == Settings::default().issuer {
+        settings.issuer = format!("http://localhost:{}", settings.listen.port());
+    }
     // Certificate login on the demo PKI, unless the settings bring their own CA.
     let pki = match settings.mtls.client_ca {
         Some(_) => None,
