@@ -271,7 +271,7 @@ fn parse_prompt(raw: Option<&str>) -> Option<Prompt> {
 
 /// The `sub` of an ID token we issued; expired hints are fine (OIDC Core §3.1.2.1).
 pub fn hint_subject(state: &AppState, hint: &str) -> Option<String> {
-    let claims = state.keys.verify_jwt(hint)?;
+    let claims = state.keys.verify_id_token(hint)?;
     (claims.get("iss")?.as_str()? == state.issuer()).then_some(())?;
     claims.get("sub")?.as_str().map(str::to_owned)
 }

@@ -151,7 +151,7 @@ struct Hint {
 
 fn verified_hint(state: &AppState, hint: &str) -> Option<Hint> {
     let sub = hint_subject(state, hint)?;
-    let claims = state.keys.verify_jwt(hint)?;
+    let claims = state.keys.verify_id_token(hint)?;
     let client_id = match claims.get("aud")? {
         serde_json::Value::String(s) => s.clone(),
         serde_json::Value::Array(a) => claims
