@@ -108,6 +108,10 @@ pub struct AccessGrant {
     pub userinfo_claims: BTreeSet<String>,
     pub iat: i64,
     pub exp: i64,
+    /// The SSO session a token without a refresh family depends on: it dies with it (logout,
+    /// password reset, disabled account). Tokens of a family die with the family instead.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
 }
 
 /// A refresh token's grant (JSON in the durable store).

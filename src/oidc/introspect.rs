@@ -25,12 +25,8 @@ enum Found {
 
 async fn find(state: &AppState, client: &Client, token: &str) -> Result<Found, OAuthError> {
     let hash = token_hash(token);
-    if let Some(g) = state
-        .eph
-        .get_json::<AccessGrant>(&access_key(&hash))
-        .await?
-    {
-        if g.client_id == client.id.as_str() && g.exp > state.now() {
+    if let Some(g) = state.access_grant(&hash).await? {
+        if g.client_id == client.id.as_str() {
             return Ok(Found::Access(hash, g));
         }
         return Ok(Found::Nothing);

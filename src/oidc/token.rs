@@ -314,6 +314,7 @@ async fn client_credentials(
                 userinfo_claims: BTreeSet::new(),
                 iat: now,
                 exp: now + ttl as i64,
+                sid: None,
             };
             state.store_access_token(&grant, None).await?
         }
@@ -377,6 +378,7 @@ async fn issue(
         userinfo_claims,
         iat: now,
         exp: now + ttl as i64,
+        sid: family.is_none().then(|| auth.sid.clone()),
     };
     let access_token = state.store_access_token(&grant, family.as_deref()).await?;
     let refresh_token = match &family {
@@ -446,6 +448,28 @@ impl AppState {
             self.eph.own(&format!("family:{f}"), &key, ttl).await?;
         }
         Ok(token)
+    }
+
+    /// A live access token's grant: not expired, and its SSO session still there if it
+    /// depends on one.
+    pub async fn access_grant(
+        &self,
+        hash: &str,
+    ) -> Result<Option<AccessGrant>, crate::store::ephemeral::EphemeralError> {
+        let Some(grant) = self
+            .eph
+            .get_json::<AccessGrant>(&access_key(hash))
+            .await?
+            .filter(|g| g.exp > self.now())
+        else {
+            return Ok(None);
+        };
+        if let Some(sid) = &grant.sid
+            && self.eph.get(&crate::session::sid_key(sid)).await?.is_none()
+        {
+            return Ok(None);
+        }
+        Ok(Some(grant))
     }
 
     /// Revokes a refresh-token family and every access token it produced.

@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::grant::{AccessGrant, access_key};
+use super::grant::AccessGrant;
 use super::params::{Params, is_form};
 use crate::app::AppState;
 use crate::crypto::token_hash;
@@ -109,14 +109,12 @@ async fn userinfo(
         (None, None) => return Err(BearerError::Missing),
     };
     let grant: AccessGrant = state
-        .eph
-        .get_json(&access_key(&token_hash(&token)))
+        .access_grant(&token_hash(&token))
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "userinfo lookup failed");
             BearerError::Internal
         })?
-        .filter(|g: &AccessGrant| g.exp > state.now())
         .ok_or(BearerError::InvalidToken(
             "the access token is invalid or expired",
         ))?;

@@ -271,8 +271,17 @@ async fn the_menu_signs_out_and_a_down_portal_does_not_block(backend: Backend) {
     app.create_user("alice").await;
     let mut spec = ClientSpec::portal("c1");
     spec.backchannel_logout_uri = Some("http://127.0.0.1:9/down".into());
+    // No refresh grant: its access tokens belong to no family, only to the session.
+    spec.grants = vec![sesame::domain::GrantType::AuthorizationCode];
     let secret = app.create_client(spec).await.unwrap();
-    let (_, b) = signed_in(&app, "c1", &secret).await;
+    let (tokens, b) = signed_in(&app, "c1", &secret).await;
+    let userinfo = || {
+        app.http
+            .get(app.url("/userinfo"))
+            .bearer_auth(tokens["access_token"].as_str().unwrap())
+            .send()
+    };
+    assert_eq!(userinfo().await.unwrap().status(), 200);
     let home = b.get("/").await.text().await.unwrap();
     assert!(
         home.contains("Alice Durand") && home.contains("Se déconnecter"),
@@ -288,6 +297,11 @@ async fn the_menu_signs_out_and_a_down_portal_does_not_block(backend: Backend) {
     assert!(res.text().await.unwrap().contains("Vous êtes déconnecté"));
     assert!(session_gone(&app, &b, "c1").await);
     assert!(app.audit_events().await.contains(&"logout".to_string()));
+    assert_eq!(
+        userinfo().await.unwrap().status(),
+        401,
+        "no access token outlives the sign-on session"
+    );
 }
 
 both_backends!(
