@@ -134,17 +134,23 @@ pub async fn submit(
             Ok(u) => state.db.user_by_username(&u).await?.filter(|u| !u.disabled),
             Err(_) => None,
         };
+        // The same writes before answering whether the account exists or not, and the mail
+        // and audit rows after: the answer's timing tells nothing either.
         let masked = match &user {
-            Some(u) => {
-                send_link(&state, u, locale, &address).await?;
-                state
-                    .settings
-                    .password
-                    .reset_shows_masked_email
-                    .then(|| mask(u.email.as_str()))
-            }
+            Some(u) => state
+                .settings
+                .password
+                .reset_shows_masked_email
+                .then(|| mask(u.email.as_str())),
             None => None,
         };
+        let link = issue_link(&state, user.as_ref()).await?;
+        let (state2, address) = (state.clone(), address.clone());
+        tokio::spawn(async move {
+            if let Err(e) = mail_link(&state2, user.as_ref(), link, locale, &address).await {
+                tracing::error!(error = %e, "password reset mail failed");
+            }
+        });
         let html = state.pages.render(
             "forgot_sent.html",
             locale,
@@ -155,26 +161,54 @@ pub async fn submit(
     result.await.unwrap_or_else(|e| internal(&state, locale, e))
 }
 
-async fn send_link(
-    state: &AppState,
-    user: &User,
-    locale: Locale,
-    address: &str,
-) -> Result<(), Internal> {
+/// Stores a new single-use link for `user` (and voids the older ones); for no account, the
+/// same two writes of a throw-away record, so that both answers cost the same.
+async fn issue_link(state: &AppState, user: Option<&User>) -> Result<String, Internal> {
     let token = random_token();
     let seconds = state.settings.password.reset_link_seconds.max(1);
-    let minutes = seconds.div_ceil(60);
-    let ttl = Duration::from_secs(seconds);
+    let ttl = match user {
+        Some(_) => Duration::from_secs(seconds),
+        None => Duration::from_secs(60),
+    };
+    let user_id = user.map_or_else(random_token, |u| u.id.clone());
     let grant = ResetGrant {
-        user_id: user.id.clone(),
+        user_id: user_id.clone(),
         expires_at: state.now() + ttl.as_secs() as i64,
     };
     state.eph.put_json(&reset_key(&token), &grant, ttl).await?;
     // Only the latest link counts: an older one, even unexpired, is void.
     state
         .eph
-        .put(&latest_key(&user.id), &token_hash(&token), ttl)
+        .put(&latest_key(&user_id), &token_hash(&token), ttl)
         .await?;
+    Ok(token)
+}
+
+/// E-mails the link and writes the audit row (run after the answer).
+async fn mail_link(
+    state: &AppState,
+    user: Option<&User>,
+    token: String,
+    locale: Locale,
+    address: &str,
+) -> Result<(), Internal> {
+    let Some(user) = user else {
+        state
+            .db
+            .audit(AuditEvent {
+                event: "password_reset_unknown",
+                ip: Some(address.to_owned()),
+                ..Default::default()
+            })
+            .await?;
+        return Ok(());
+    };
+    let minutes = state
+        .settings
+        .password
+        .reset_link_seconds
+        .max(1)
+        .div_ceil(60);
     let link = format!("{}/password/reset/{token}", state.issuer());
     let ctx =
         context! { username => user.username.to_string(), link => link, valid_minutes => minutes };
