@@ -12,7 +12,6 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue,
     RevokedCertParams, SanType, SerialNumber, date_time_ymd,
 };
-use serde_json::Value;
 use sesame::config::{CrlSource, Settings};
 use time::OffsetDateTime;
 
@@ -261,7 +260,7 @@ async fn cards_through_a_trusted_proxy(backend: Backend) {
     let res = b.get(&back).await;
     let code = query(&location(&res))["code"].clone();
     assert!(location(&res).starts_with(REDIRECT));
-    let claims = token_claims(&app, &secret, &code, &req.verifier).await;
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(claims["acr"], "urn:sesame:loa:2");
     assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
     assert_eq!(b.get(&back).await.status(), 400, "single use");
@@ -299,29 +298,6 @@ async fn cards_through_a_trusted_proxy(backend: Backend) {
 }
 
 /// The ID token's claims after the portal redeems `code`.
-async fn token_claims(app: &TestApp, secret: &str, code: &str, verifier: &str) -> Value {
-    let t: Value = app
-        .http
-        .post(app.url("/token"))
-        .basic_auth("portal", Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    app.state
-        .keys
-        .verify_jwt(t["id_token"].as_str().expect("an ID token"))
-        .expect("signed by us")
-}
-
 async fn the_header_is_ignored_from_anyone_else(backend: Backend) {
     let pki = pki();
     let (app, _) = app_with(backend, &pki, false).await;
@@ -437,7 +413,7 @@ async fn an_unbound_card_is_bound_by_the_next_sign_in(backend: Backend) {
         .submit(&login, 0, &[("username", "bob"), ("password", PASSWORD)])
         .await;
     let code = query(&location(&res))["code"].clone();
-    let claims = token_claims(&app, &secret, &code, &req.verifier).await;
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(claims["acr"], "urn:sesame:loa:2", "card and password");
     assert_eq!(
         claims["amr"],
@@ -463,7 +439,7 @@ async fn an_unbound_card_is_bound_by_the_next_sign_in(backend: Backend) {
     let res = present(uid).await.unwrap();
     let res = c.get(&location(&res)).await;
     let code = query(&location(&res))["code"].clone();
-    let claims = token_claims(&app, &secret, &code, &req.verifier).await;
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(claims["sub"], bob.id.as_str());
     assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
 }

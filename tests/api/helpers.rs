@@ -204,6 +204,46 @@ impl TestApp {
         format!("{}{path}", self.issuer)
     }
 
+    /// Redeems `code` at /token as the portal `client` would (basic auth, PKCE verifier).
+    pub async fn redeem(
+        &self,
+        client: &str,
+        secret: &str,
+        code: &str,
+        verifier: &str,
+    ) -> serde_json::Value {
+        self.http
+            .post(self.url("/token"))
+            .basic_auth(client, Some(secret))
+            .form(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", REDIRECT),
+                ("code_verifier", verifier),
+            ])
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// `redeem`, then the claims of the ID token it returned (signature checked).
+    pub async fn id_claims(
+        &self,
+        client: &str,
+        secret: &str,
+        code: &str,
+        verifier: &str,
+    ) -> serde_json::Value {
+        let t = self.redeem(client, secret, code, verifier).await;
+        self.state
+            .keys
+            .verify_jwt(t["id_token"].as_str().expect("an ID token"))
+            .expect("signed by us")
+    }
+
     pub fn browser(&self) -> Browser {
         Browser {
             http: loopback(&self.issuer, reqwest::Client::builder())

@@ -10,8 +10,7 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, Browser, ClientSpec, PASSWORD, REDIRECT, TestApp, auth_request, forms, location,
-    query, unescape,
+    Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, forms, location, query, unescape,
 };
 use crate::smtp::Sink;
 
@@ -121,30 +120,6 @@ async fn add_passkey(b: &Browser, device: &mut Device, name: &str) -> reqwest::R
     b.submit(&html, finish, &[("credential", &answer)]).await
 }
 
-/// Exchanges a code; returns the ID token's claims.
-async fn id_claims(app: &TestApp, secret: &str, code: &str, verifier: &str) -> Value {
-    let t: Value = app
-        .http
-        .post(app.url("/token"))
-        .basic_auth("portal", Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    app.state
-        .keys
-        .verify_jwt(t["id_token"].as_str().unwrap())
-        .unwrap()
-}
-
 /// Authorize, then « Authentification forte » from the sign-in page: the passkey page.
 async fn passkey_page(b: &Browser, authorize_url: &str) -> String {
     let res = b.get(authorize_url).await;
@@ -211,7 +186,7 @@ async fn passkeys_register_sign_in_without_password_and_as_second_factor(backend
     let res = b.submit(&page, 0, &[("credential", &answer)]).await;
     assert_eq!(res.status(), 303);
     let code = query(&location(&res))["code"].clone();
-    let claims = id_claims(&app, &secret, &code, &req.verifier).await;
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(claims["acr"], LOA2);
     assert_eq!(claims["amr"], json!(["hwk", "user", "mfa"]));
 
@@ -242,7 +217,7 @@ async fn passkeys_register_sign_in_without_password_and_as_second_factor(backend
         .submit(&page, 0, &[("credential", &device.answer(opts))])
         .await;
     let code = query(&location(&res))["code"].clone();
-    let claims = id_claims(&app, &secret, &code, &req.verifier).await;
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(claims["acr"], LOA2);
     assert_eq!(claims["amr"], json!(["pwd", "hwk", "mfa"]));
 

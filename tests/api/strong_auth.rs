@@ -6,7 +6,7 @@ use serde_json::Value;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, Browser, ClientSpec, PASSWORD, REDIRECT, TestApp, auth_request, forms, location, query,
+    Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, forms, location, query,
 };
 use crate::smtp::Sink;
 
@@ -70,30 +70,6 @@ async fn enrol(b: &Browser) -> (String, Vec<String>, String) {
     (secret, codes, used)
 }
 
-/// Exchanges a code; returns the ID token's claims.
-async fn id_claims(app: &TestApp, secret: &str, client: &str, code: &str, verifier: &str) -> Value {
-    let t: Value = app
-        .http
-        .post(app.url("/token"))
-        .basic_auth(client, Some(secret))
-        .form(&[
-            ("grant_type", "authorization_code"),
-            ("code", code),
-            ("redirect_uri", REDIRECT),
-            ("code_verifier", verifier),
-        ])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    app.state
-        .keys
-        .verify_jwt(t["id_token"].as_str().unwrap())
-        .unwrap()
-}
-
 async fn totp_second_factor_with_replay_and_recovery_codes(backend: Backend) {
     let (sink, url) = Sink::start("127.0.0.1:0").await;
     let app = TestApp::spawn_with(backend, |s| {
@@ -140,7 +116,7 @@ async fn totp_second_factor_with_replay_and_recovery_codes(backend: Backend) {
         .submit(&page, 0, &[("code", &totp_code(&totp_secret, 1))])
         .await;
     let code = query(&location(&res))["code"].clone();
-    let claims = id_claims(&app, &secret, "portal", &code, &req.verifier).await;
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(claims["acr"], LOA2);
     assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
 
@@ -277,7 +253,7 @@ async fn step_up_through_acr_values_and_sensitive_portals(backend: Backend) {
     let alice = app.browser();
     let req = auth_request(&app.issuer, "portal", &[]);
     let code = query(&location(&alice.sign_in(&req.url, "alice", PASSWORD).await))["code"].clone();
-    let claims = id_claims(&app, &secret, "portal", &code, &req.verifier).await;
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(
         (claims["acr"].as_str().unwrap(), claims["amr"].clone()),
         (LOA1, serde_json::json!(["pwd"]))
@@ -306,14 +282,9 @@ async fn step_up_through_acr_values_and_sensitive_portals(backend: Backend) {
         .submit(&page, 0, &[("code", &totp_code(&totp_secret, 1))])
         .await;
     let code = query(&location(&res))["code"].clone();
-    let claims = id_claims(
-        &app,
-        &sensitive_secret,
-        "dossier-patient",
-        &code,
-        &req.verifier,
-    )
-    .await;
+    let claims = app
+        .id_claims("dossier-patient", &sensitive_secret, &code, &req.verifier)
+        .await;
     assert_eq!(claims["acr"], LOA2);
     assert!(claims["amr"].as_array().unwrap().contains(&"otp".into()));
     // The session is now strong: the next sensitive request goes straight through.
