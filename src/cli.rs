@@ -383,6 +383,18 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
                 ..Default::default()
             })
             .await?;
+            // Every new sign-in means is told to the owner (ANS rules, CNIL).
+            let locale = crate::web::Locale::Fr;
+            let factor = format!(
+                "{} ({id})",
+                crate::web::templates::text(locale, "cert.factor")
+            );
+            let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
+            let ctx =
+                context! { username => user.username.to_string(), factor => factor, when => when };
+            Mailer::new(&settings.branding)
+                .send(&db, &user.email, locale, Kind::FactorAdded, ctx)
+                .await?;
             println!(
                 "{}: certificates carrying {id} now sign in to this account",
                 user.username

@@ -648,6 +648,16 @@ fn bind_certificate_from_a_pem_file() {
     let o = run(&["user", "bind-certificate", "jmartin", "--cert", "card.pem"]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(String::from_utf8_lossy(&o.stdout).contains(&rpps_id("1000123456")));
+    // The owner is told of the new sign-in means: the mail waits in the outbox.
+    let url = format!("sqlite://{}", dir.path().join("data/sesame.db").display());
+    let queued = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let db = sesame::store::Db::open(&url).await.unwrap();
+        db.pending_mail_count().await.unwrap()
+    });
+    assert_eq!(
+        queued, 1,
+        "one e-mail: the binding (the account had a chosen password)"
+    );
     let o = run(&[
         "user",
         "bind-certificate",
