@@ -143,9 +143,6 @@ impl KeyRing {
         self.snapshot().jwks.clone()
     }
 
-    /// The claims of a compact JWS signed by one of our published keys, or `None`. Checks the
-    /// signature and that the header's `alg` is the key's own (no `none`, no confusion);
-    /// the caller checks the claims.
     /// The claims of an ID token we signed (signature, known kid, matching alg), whatever its
     /// expiry. Our other JWTs (logout tokens, RFC 9068 access tokens) carry an explicit `typ`
     /// and are refused, so one cannot stand in for an ID token.
@@ -168,6 +165,9 @@ impl KeyRing {
         Some(claims)
     }
 
+    /// The claims of a compact JWS signed by one of our published keys, or `None`. Checks the
+    /// signature and that the header's `alg` is the key's own (no `none`, no confusion);
+    /// the caller checks the claims.
     pub fn verify_jwt(&self, jwt: &str) -> Option<serde_json::Value> {
         use base64::Engine;
         let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -44,17 +44,6 @@ impl Proof {
             acr: state.settings.acr.two_factor.clone(),
         }
     }
-
-    /// The card verified in this request, then bound by this sign-in: the card counts too.
-    pub fn with_card(mut self, state: &AppState) -> Self {
-        for m in ["sc", "pin", "mfa"] {
-            if !self.amr.iter().any(|a| a == m) {
-                self.amr.push(m.into());
-            }
-        }
-        self.acr = state.settings.acr.two_factor.clone();
-        self
-    }
 }
 
 /// The routes of the dedicated mTLS listener.
@@ -173,19 +162,79 @@ pub struct Back {
     token: String,
 }
 
-/// Back on the main listener: spend the token, open a two-factor session, go on (or, for a
-/// card bound to no account, ask for the sign-in that will bind it).
+/// A card waiting for its owner's confirmation (met at first use, then a password alone).
+#[derive(Serialize, Deserialize)]
+struct PendingCard {
+    national_id: String,
+    user_id: String,
+}
+
+fn pending_card_key(token: &str) -> String {
+    format!("cardbind:{}", token_hash(token))
+}
+
+const CARD_LINK_TTL: Duration = Duration::from_secs(3600);
+
 impl AppState {
-    /// Binds the card parked in the request to `user` if it is still free; tells the owner.
-    pub(crate) async fn bind_at_first_use(
+    /// What becomes of a card parked in a request once someone has signed in to finish it.
+    /// After two factors it is bound at once; after a password alone, the account's owner
+    /// gets an e-mailed single-use link to confirm, so that knowing a password is never
+    /// enough to attach a card to an account.
+    pub(crate) async fn settle_pending_card(
         &self,
         national_id: &str,
         user_id: &str,
+        two_factors: bool,
+        locale: Locale,
+    ) -> Result<(), Internal> {
+        let user = self.db.user_by_id(user_id).await?.ok_or(Internal::Gone)?;
+        if two_factors {
+            return self.bind_card(national_id, &user, locale).await.map(drop);
+        }
+        let token = random_token();
+        let pending = PendingCard {
+            national_id: national_id.to_owned(),
+            user_id: user_id.to_owned(),
+        };
+        self.eph
+            .put_json(&pending_card_key(&token), &pending, CARD_LINK_TTL)
+            .await?;
+        let ctx = minijinja::context! {
+            username => user.username.to_string(),
+            national_id => national_id,
+            link => format!("{}/certificate/bind/{token}", self.issuer()),
+            valid_minutes => CARD_LINK_TTL.as_secs() / 60,
+        };
+        self.mailer
+            .send(
+                &self.db,
+                &user.email,
+                locale,
+                crate::mail::Kind::CardBindConfirm,
+                ctx,
+            )
+            .await?;
+        self.db
+            .audit(AuditEvent {
+                event: "certificate_binding_requested",
+                user_id: Some(user_id),
+                detail: Some(serde_json::json!({ "national_id": national_id })),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// Binds the card to `user` unless it is bound already; audits and tells the owner.
+    async fn bind_card(
+        &self,
+        national_id: &str,
+        user: &crate::domain::user::User,
         locale: Locale,
     ) -> Result<bool, Internal> {
         if !self
             .db
-            .bind_certificate_if_free(national_id, user_id)
+            .bind_certificate_if_free(national_id, &user.id)
             .await?
         {
             return Ok(false);
@@ -193,22 +242,102 @@ impl AppState {
         self.db
             .audit(AuditEvent {
                 event: "certificate_bound",
-                user_id: Some(user_id),
+                user_id: Some(&user.id),
                 detail: Some(serde_json::json!({ "national_id": national_id, "at": "first use" })),
                 ..Default::default()
             })
             .await?;
-        let user = self.db.user_by_id(user_id).await?.ok_or(Internal::Gone)?;
         let factor = format!(
             "{} ({national_id})",
             crate::web::templates::text(locale, "cert.factor")
         );
-        crate::account::notify(self, &user, locale, crate::mail::Kind::FactorAdded, &factor)
-            .await?;
+        crate::account::notify(self, user, locale, crate::mail::Kind::FactorAdded, &factor).await?;
         Ok(true)
     }
 }
 
+/// The owner's confirmation page (a GET never binds: mail scanners open links).
+pub async fn show_confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let Some(p) = state
+            .eph
+            .get_json::<PendingCard>(&pending_card_key(&token))
+            .await?
+        else {
+            return Ok(expired_link(&state, locale));
+        };
+        let user = state
+            .db
+            .user_by_id(&p.user_id)
+            .await?
+            .ok_or(Internal::Gone)?;
+        let html = state.pages.render(
+            "card_bind.html",
+            locale,
+            minijinja::context! {
+                action => crate::web::path_attr(format!("/certificate/bind/{token}")),
+                national_id => p.national_id,
+                username => user.username.to_string(),
+            },
+        );
+        Ok::<_, Internal>(crate::web::Page::ok(html).into_response())
+    };
+    result
+        .await
+        .unwrap_or_else(|e| Halt::Internal(e).respond(&state, locale))
+}
+
+/// The owner confirms (the secret link is the form's token): the link is spent and the card
+/// bound, if no one else has it.
+pub async fn confirm(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let Some(p) = state
+            .eph
+            .take_json::<PendingCard>(&pending_card_key(&token))
+            .await?
+        else {
+            return Ok(expired_link(&state, locale));
+        };
+        let Some(user) = state
+            .db
+            .user_by_id(&p.user_id)
+            .await?
+            .filter(|u| !u.disabled)
+        else {
+            return Ok(expired_link(&state, locale));
+        };
+        if !state.bind_card(&p.national_id, &user, locale).await? {
+            return Ok(state
+                .pages
+                .error_page(locale, "cert.bind_taken", StatusCode::CONFLICT)
+                .into_response());
+        }
+        Ok::<_, Internal>(crate::account::done(&state, locale, "cert.bound", None))
+    };
+    result
+        .await
+        .unwrap_or_else(|e| Halt::Internal(e).respond(&state, locale))
+}
+
+fn expired_link(state: &AppState, locale: Locale) -> Response {
+    state
+        .pages
+        .error_page(locale, "cert.bind_expired", StatusCode::BAD_REQUEST)
+        .into_response()
+}
+
+/// Back on the main listener: spend the token, open a two-factor session, go on (or, for a
+/// card bound to no account, ask for the sign-in that will bind it).
 pub async fn back(
     State(state): State<AppState>,
     headers: HeaderMap,

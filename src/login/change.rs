@@ -131,7 +131,7 @@ pub async fn submit(
         let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
         // The new password is one factor, like the old: a second factor still comes next,
         // and a portal that needs two is refused to an account that has one only.
-        if state.totp_enrolled(&user.id).await? {
+        if state.has_second_factor(&user.id).await? {
             i.second_factor = Some(user.id.clone());
             state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
             return Ok(crate::account::done(
@@ -143,6 +143,11 @@ pub async fn submit(
         }
         if i.request.need_mfa {
             return Ok(super::deny_weak(&state, &uid, &i).await);
+        }
+        if let Some(national_id) = i.pending_binding.take() {
+            state
+                .settle_pending_card(&national_id, &user.id, false, l)
+                .await?;
         }
         // Signed in now: the confirmation page leads back into the pending request.
         let (_, cookie) = state

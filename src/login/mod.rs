@@ -189,8 +189,7 @@ pub async fn password_login(
         Ok(SignIn::Ok(user_id)) => match state.has_second_factor(&user_id).await {
             // With a second factor enrolled, the password alone never opens a session.
             Ok(true) => ask_second_factor(&state, &uid, interaction, &user_id).await,
-            // A card verified in this request and bound now makes the second factor.
-            Ok(false) if interaction.request.need_mfa && interaction.pending_binding.is_none() => {
+            Ok(false) if interaction.request.need_mfa => {
                 deny_weak(&state, &uid, &interaction).await
             }
             Ok(false) => {
@@ -348,17 +347,11 @@ pub(crate) async fn finish_login(
 ) -> Response {
     let locale = interaction.locale;
     let result = async {
-        let mut proof = proof;
         if let Some(national_id) = interaction.pending_binding.take() {
-            if state
-                .bind_at_first_use(&national_id, user_id, locale)
-                .await?
-            {
-                proof = proof.with_card(state);
-            } else if interaction.request.need_mfa && proof.acr != state.settings.acr.two_factor {
-                // Bound by someone else meanwhile: the password alone is not enough here.
-                return Ok(deny_weak(state, uid, &interaction).await);
-            }
+            let two_factors = proof.amr.iter().any(|m| m == "mfa");
+            state
+                .settle_pending_card(&national_id, user_id, two_factors, locale)
+                .await?;
         }
         let (mut current, cookie) = state.start_session(user_id, proof.amr, &proof.acr).await?;
         let mut res = if state

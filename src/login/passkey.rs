@@ -141,7 +141,7 @@ impl AppState {
 
     pub async fn has_second_factor(&self, user_id: &str) -> Result<bool, Internal> {
         Ok(self.totp_enrolled(user_id).await?
-            || (self.webauthn.is_some() && !self.db.passkeys_of(user_id).await?.is_empty()))
+            || (self.webauthn.is_some() && !self.passkeys_of(user_id).await?.is_empty()))
     }
 
     /// Checks the browser's answer to the challenge parked for `uid` (spending it). `None`
@@ -195,10 +195,22 @@ impl AppState {
         if !self.user_active(&row.user_id).await? {
             return Ok(None);
         }
-        // The signature counter and backup state move on; a clone would fall behind.
-        passkey.update_credential(&result);
+        // An authenticator with a counter must move it past the stored one (the challenge's
+        // snapshot may be older): a clone falls behind. Synced passkeys keep it at 0.
+        let moved = passkey.update_credential(&result);
+        if result.counter() > 0 && moved != Some(true) {
+            tracing::warn!("passkey counter did not move: possible cloned authenticator");
+            return Ok(None);
+        }
         let credential = serde_json::to_string(&passkey).map_err(Internal::json)?;
-        self.db.passkey_used(&row.id, &credential).await?;
+        // Compare-and-swap on what was read: a concurrent use, or a removal, wins.
+        if !self
+            .db
+            .passkey_used(&row.id, &row.credential, &credential)
+            .await?
+        {
+            return Ok(None);
+        }
         Ok(Some(PasskeyProof {
             user_id: row.user_id,
             synced: result.backup_eligible(),

@@ -323,7 +323,7 @@ async fn respond(
                     "strong authentication is required",
                 ));
             }
-            if !state.totp_enrolled(&c.session.user_id).await? {
+            if !state.has_second_factor(&c.session.user_id).await? {
                 return Err(fail(
                     "access_denied",
                     "strong authentication is required and the account has no second factor",

@@ -373,25 +373,51 @@ async fn cards_through_the_mtls_listener(backend: Backend) {
     assert!(location(&res).starts_with(REDIRECT), "back to the portal");
 }
 
-async fn an_unbound_card_is_bound_by_the_next_sign_in(backend: Backend) {
-    let pki = pki();
-    let (app, secret) = app_tweaked(backend, &pki, true, |s| s.mtls.bind_on_first_use = true).await;
-    let bob = app.create_user("bob").await;
-    let present = |uid: String| {
-        app.http
-            .get(app.url(&format!("/certificate/{uid}")))
-            .header("client-cert", rfc9440(&pki.unbound))
-            .send()
-    };
-    let b = app.browser();
-    let (uid, req) = start(&app, &b).await;
-    let res = present(uid.clone()).await.unwrap();
+/// Starts a sign-in with the unbound card; returns the sign-in page (with the card parked).
+async fn present_unbound_card(
+    app: &TestApp,
+    pki: &Pki,
+    b: &Browser,
+) -> (String, crate::helpers::AuthRequest) {
+    let (uid, req) = start(app, b).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/certificate/{uid}")))
+        .header("client-cert", rfc9440(&pki.unbound))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 303, "a valid card, bound to no one yet");
     let res = b.get(&location(&res)).await;
     assert_eq!(location(&res), format!("/interaction/{uid}"));
     let login = b.get(&location(&res)).await.text().await.unwrap();
     assert!(login.contains("associée à aucun compte"), "{login}");
-    // A wrong password binds nothing.
+    (login, req)
+}
+
+async fn an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent(backend: Backend) {
+    let pki = pki();
+    let (sink, url) = crate::smtp::Sink::start("127.0.0.1:0").await;
+    let (app, secret) = app_tweaked(backend, &pki, true, |s| {
+        s.mtls.bind_on_first_use = true;
+        s.mail.smtp_url = Some(url);
+        s.mail.poll_seconds = 1;
+    })
+    .await;
+    let unbound_id = rpps_id("1000999999");
+    let bound_to = || async {
+        app.state
+            .db
+            .user_for_certificate(&unbound_id)
+            .await
+            .unwrap()
+    };
+
+    // Bob: a password alone. He signs in (a password-level session), but the card waits
+    // for the owner's confirmation by e-mail: knowing a password never attaches a card.
+    app.create_user("bob").await;
+    let b = app.browser();
+    let (login, req) = present_unbound_card(&app, &pki, &b).await;
     let wrong = b
         .submit(
             &login,
@@ -400,48 +426,130 @@ async fn an_unbound_card_is_bound_by_the_next_sign_in(backend: Backend) {
         )
         .await;
     assert_eq!(wrong.status(), 401);
-    let unbound_id = rpps_id("1000999999");
-    assert_eq!(
-        app.state
-            .db
-            .user_for_certificate(&unbound_id)
-            .await
-            .unwrap(),
-        None
-    );
     let res = b
         .submit(&login, 0, &[("username", "bob"), ("password", PASSWORD)])
         .await;
     let code = query(&location(&res))["code"].clone();
     let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
-    assert_eq!(claims["acr"], "urn:sesame:loa:2", "card and password");
     assert_eq!(
         claims["amr"],
-        serde_json::json!(["pwd", "sc", "pin", "mfa"])
+        serde_json::json!(["pwd"]),
+        "the card is not a factor yet"
     );
+    assert_eq!(bound_to().await, None);
+    let mail = sink.wait_for("bob@example.fr", 1).await;
+    assert!(mail.contains(&unbound_id), "{mail}");
+    let link = mail
+        .split_whitespace()
+        .find(|w| w.contains("/certificate/bind/"))
+        .expect("a confirmation link")
+        .to_owned();
+
+    // Carol has a second factor: her sign-in proves two, and binds the card at once.
+    let carol = app.create_user("carol").await;
+    let totp_secret = totp_rs::Secret::generate().to_base32();
+    let sealed = app
+        .state
+        .secrets
+        .seal(&format!("totp:{}", carol.id), totp_secret.as_bytes());
+    app.state
+        .db
+        .save_totp(&carol.id, &sealed, 0, &[])
+        .await
+        .unwrap();
+    let c = app.browser();
+    let (login, req) = present_unbound_card(&app, &pki, &c).await;
+    let res = c
+        .submit(&login, 0, &[("username", "carol"), ("password", PASSWORD)])
+        .await;
+    let page = c.get(&location(&res)).await.text().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let otp = sesame::login::totp::authenticator(&totp_secret, "x", "x")
+        .unwrap()
+        .generate(now)
+        .to_string();
+    let res = c.submit(&page, 0, &[("code", &otp)]).await;
+    let code = query(&location(&res))["code"].clone();
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
+    assert_eq!(claims["amr"], serde_json::json!(["pwd", "otp", "mfa"]));
+    assert_eq!(bound_to().await, Some(carol.id.clone()));
+    assert!(
+        sink.wait_for("carol@example.fr", 1)
+            .await
+            .contains("a été ajouté")
+    );
+
+    // Bob's link now finds the card taken; a GET never binds, the POST is refused.
+    let page = app.http.get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(page.text().await.unwrap().contains(&unbound_id));
+    let res = app.http.post(&link).send().await.unwrap();
+    assert_eq!(res.status(), 409);
+    assert_eq!(
+        app.http.post(&link).send().await.unwrap().status(),
+        400,
+        "single use"
+    );
+    assert_eq!(bound_to().await, Some(carol.id.clone()));
+
+    // From now on the card alone signs Carol in.
+    let d = app.browser();
+    let (uid, req) = start(&app, &d).await;
+    let res = app
+        .http
+        .get(app.url(&format!("/certificate/{uid}")))
+        .header("client-cert", rfc9440(&pki.unbound))
+        .send()
+        .await
+        .unwrap();
+    let res = d.get(&location(&res)).await;
+    let code = query(&location(&res))["code"].clone();
+    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
+    assert_eq!(claims["sub"], carol.id.as_str());
+    assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
+    let events = app.audit_events().await;
+    assert!(events.contains(&"certificate_binding_requested".to_string()));
+    assert!(events.contains(&"certificate_bound".to_string()));
+}
+
+async fn the_owners_link_binds_the_card(backend: Backend) {
+    let pki = pki();
+    let (sink, url) = crate::smtp::Sink::start("127.0.0.1:0").await;
+    let (app, _) = app_tweaked(backend, &pki, true, |s| {
+        s.mtls.bind_on_first_use = true;
+        s.mail.smtp_url = Some(url);
+        s.mail.poll_seconds = 1;
+    })
+    .await;
+    let bob = app.create_user("bob").await;
+    let b = app.browser();
+    let (login, _) = present_unbound_card(&app, &pki, &b).await;
+    b.submit(&login, 0, &[("username", "bob"), ("password", PASSWORD)])
+        .await;
+    let mail = sink.wait_for("bob@example.fr", 1).await;
+    let link = mail
+        .split_whitespace()
+        .find(|w| w.contains("/certificate/bind/"))
+        .unwrap()
+        .to_owned();
+    let res = app.http.post(&link).send().await.unwrap();
+    assert_eq!(res.status(), 200);
     assert_eq!(
         app.state
             .db
-            .user_for_certificate(&unbound_id)
+            .user_for_certificate(&rpps_id("1000999999"))
             .await
             .unwrap(),
-        Some(bob.id.clone())
+        Some(bob.id)
     );
     assert!(
-        app.audit_events()
+        sink.wait_for("bob@example.fr", 2)
             .await
-            .contains(&"certificate_bound".to_string())
+            .contains("a été ajouté")
     );
-
-    // From now on the card alone signs Bob in.
-    let c = app.browser();
-    let (uid, req) = start(&app, &c).await;
-    let res = present(uid).await.unwrap();
-    let res = c.get(&location(&res)).await;
-    let code = query(&location(&res))["code"].clone();
-    let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
-    assert_eq!(claims["sub"], bob.id.as_str());
-    assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
 }
 
 /// The test CA's CRL distribution point: serves what was last published, or 503 (down).
@@ -606,7 +714,8 @@ async fn an_unreachable_crl_fails_closed_unless_a_grace_period(backend: Backend)
 }
 
 both_backends!(
-    an_unbound_card_is_bound_by_the_next_sign_in,
+    an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent,
+    the_owners_link_binds_the_card,
     cards_through_a_trusted_proxy,
     the_header_is_ignored_from_anyone_else,
     cards_through_the_mtls_listener,

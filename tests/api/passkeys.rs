@@ -333,7 +333,86 @@ async fn passkeys_are_per_account_and_off_on_an_ip_issuer(backend: Backend) {
     assert_eq!(res.status(), 404);
 }
 
+async fn a_passkey_guards_the_account_after_a_forced_change_and_steps_up(backend: Backend) {
+    let app = TestApp::spawn_with(backend, |s| {
+        on_localhost(s);
+        s.captcha = sesame::login::captcha::CaptchaMode::Off;
+    })
+    .await;
+    app.create_client(ClientSpec::portal("portal"))
+        .await
+        .unwrap();
+    let mut sensitive = ClientSpec::portal("dossier");
+    sensitive.sensitive = true;
+    let sensitive_secret = app.create_client(sensitive).await.unwrap();
+    let alice = app.create_user("alice").await;
+    let a = app.browser();
+    a.sign_in(
+        &auth_request(&app.issuer, "portal", &[]).url,
+        "alice",
+        PASSWORD,
+    )
+    .await;
+    let mut device = Device::new(&app);
+    assert_eq!(add_passkey(&a, &mut device, "Cabinet").await.status(), 200);
+
+    // Her password-only session steps up with the passkey for a sensitive portal.
+    let req = auth_request(&app.issuer, "dossier", &[]);
+    let res = a.get(&req.url).await;
+    assert!(location(&res).ends_with("/totp"), "{}", location(&res));
+    let page = a.get(&location(&res)).await.text().await.unwrap();
+    let res = a
+        .submit(&page, 0, &[("credential", &device.answer(options(&page)))])
+        .await;
+    let code = query(&location(&res))["code"].clone();
+    let claims = app
+        .id_claims("dossier", &sensitive_secret, &code, &req.verifier)
+        .await;
+    assert_eq!(claims["acr"], LOA2);
+
+    // An expired password changed at sign-in is one factor still: the passkey comes next.
+    app.state.db.set_password_expired(&alice.id).await.unwrap();
+    let b = app.browser();
+    let res = b
+        .sign_in(
+            &auth_request(&app.issuer, "portal", &[]).url,
+            "alice",
+            PASSWORD,
+        )
+        .await;
+    assert!(location(&res).ends_with("/password"), "{}", location(&res));
+    let form = b.get(&location(&res)).await.text().await.unwrap();
+    let new = "Nouveau#Passe-2026";
+    let done = b
+        .submit(
+            &form,
+            0,
+            &[
+                ("username", "alice"),
+                ("old_password", PASSWORD),
+                ("new_password", new),
+                ("new_password_confirm", new),
+            ],
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    let next = done
+        .split("href=\"")
+        .filter_map(|h| h.split('"').next())
+        .map(unescape)
+        .find(|h| h.ends_with("/totp"))
+        .unwrap_or_else(|| panic!("the second factor is next: {done}"));
+    let page = b.get(&next).await.text().await.unwrap();
+    let res = b
+        .submit(&page, 0, &[("credential", &device.answer(options(&page)))])
+        .await;
+    assert!(query(&location(&res)).contains_key("code"));
+}
+
 both_backends!(
     passkeys_register_sign_in_without_password_and_as_second_factor,
-    passkeys_are_per_account_and_off_on_an_ip_issuer
+    passkeys_are_per_account_and_off_on_an_ip_issuer,
+    a_passkey_guards_the_account_after_a_forced_change_and_steps_up
 );

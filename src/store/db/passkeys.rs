@@ -78,15 +78,24 @@ impl Db {
             .transpose()
     }
 
-    /// Records a use: the new signature counter (in `credential`) and when.
-    pub async fn passkey_used(&self, id: &str, credential: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE passkeys SET credential = $1, last_used_at = $2 WHERE id = $3")
-            .bind(credential)
-            .bind(now())
-            .bind(id)
-            .execute(self.pool())
-            .await?;
-        Ok(())
+    /// Records a use (the new signature counter is in `credential`) if the row still holds
+    /// `was`; false when it was used or removed meanwhile.
+    pub async fn passkey_used(
+        &self,
+        id: &str,
+        was: &str,
+        credential: &str,
+    ) -> Result<bool, DbError> {
+        let done = sqlx::query(
+            "UPDATE passkeys SET credential = $1, last_used_at = $2 WHERE id = $3 AND credential = $4",
+        )
+        .bind(credential)
+        .bind(now())
+        .bind(id)
+        .bind(was)
+        .execute(self.pool())
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     /// Removes one of the user's passkeys; the name it had, if it was theirs.
