@@ -59,15 +59,16 @@ impl ClientCerts {
             return Ok(None);
         };
         let mut roots = RootCertStore::empty();
+        let mut issuers = Vec::new();
         for cert in CertificateDer::pem_file_iter(ca).map_err(|e| load(ca, e))? {
-            roots
-                .add(cert.map_err(|e| load(ca, e))?)
-                .map_err(|e| load(ca, e))?;
+            let cert = cert.map_err(|e| load(ca, e))?;
+            issuers.push(cert.clone());
+            roots.add(cert).map_err(|e| load(ca, e))?;
         }
         if roots.is_empty() {
             return Err(load(ca, "no certificate in the bundle"));
         }
-        let verifier = crl::LiveVerifier::load(roots, &s.mtls).await?;
+        let verifier = crl::LiveVerifier::load(roots, issuers, &s.mtls).await?;
         Ok(Some(Self {
             verifier,
             identity: s.mtls.identity,

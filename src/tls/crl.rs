@@ -32,6 +32,10 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 const MARGIN_SECONDS: i64 = 300;
 /// The longest wait before trying again after a failed read.
 const RETRY_SECONDS: u64 = 60;
+/// Real CRLs of a national PKI run to a few MiB; anything far larger is refused unread.
+const MAX_CRL_BYTES: usize = 32 * 1024 * 1024;
+/// Clock skew tolerated on a CRL's thisUpdate.
+const SKEW_SECONDS: i64 = 300;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CrlError {
@@ -41,6 +45,8 @@ pub enum CrlError {
     Parse(String, String),
     #[error("CRL {0}: refused by the verifier: {1}")]
     Unusable(String, VerifierBuilderError),
+    #[error("CRL {0}: not authentic: {1}")]
+    Forged(String, String),
 }
 
 /// Why every certificate is refused for now: the status of revocation cannot be known.
@@ -64,14 +70,33 @@ struct Crl {
 }
 
 impl Crl {
-    /// DER or PEM; the dates are read here to plan the next refresh.
-    fn parse(source: &CrlSource, bytes: Vec<u8>) -> Result<Self, CrlError> {
+    /// DER or PEM; the dates are read here to plan the next refresh. The list must be
+    /// signed by one of the configured CAs and not dated in the future before it is kept:
+    /// CRLs often travel over plain HTTP, and a forged one dated 2099 would otherwise
+    /// refuse every card and shut out every genuine list after it.
+    fn parse(
+        source: &CrlSource,
+        bytes: Vec<u8>,
+        issuers: &[CertificateDer<'static>],
+    ) -> Result<Self, CrlError> {
         let der = match CertificateRevocationListDer::from_pem_slice(&bytes) {
             Ok(c) => c,
             Err(_) => CertificateRevocationListDer::from(bytes),
         };
         let (_, crl) = x509_parser::parse_x509_crl(der.as_ref())
             .map_err(|e| CrlError::Parse(source.to_string(), e.to_string()))?;
+        let forged = |why: &str| CrlError::Forged(source.to_string(), why.to_owned());
+        let signed = issuers.iter().any(|ca| {
+            x509_parser::parse_x509_certificate(ca.as_ref()).is_ok_and(|(_, ca)| {
+                ca.subject() == crl.issuer() && crl.verify_signature(ca.public_key()).is_ok()
+            })
+        });
+        if !signed {
+            return Err(forged("not signed by a configured CA"));
+        }
+        if crl.last_update().timestamp() > now() + SKEW_SECONDS {
+            return Err(forged("thisUpdate is in the future"));
+        }
         Ok(Self {
             this_update: crl.last_update().timestamp(),
             next_update: crl.next_update().map(|t| t.timestamp()),
@@ -99,6 +124,8 @@ struct Current {
 #[derive(Debug)]
 pub struct LiveVerifier {
     roots: Arc<RootCertStore>,
+    /// The CA certificates themselves, to authenticate a CRL before keeping it.
+    issuers: Vec<CertificateDer<'static>>,
     /// 0 = fail closed at nextUpdate.
     grace_seconds: i64,
     refresh_seconds: u64,
@@ -119,7 +146,11 @@ fn now() -> i64 {
 impl LiveVerifier {
     /// Reads every CRL once. A file that cannot be read is a settings error; a URL that does
     /// not answer is not (certificates are refused until it does).
-    pub async fn load(roots: RootCertStore, s: &MtlsSettings) -> Result<Arc<Self>, CrlError> {
+    pub async fn load(
+        roots: RootCertStore,
+        issuers: Vec<CertificateDer<'static>>,
+        s: &MtlsSettings,
+    ) -> Result<Arc<Self>, CrlError> {
         let roots = Arc::new(roots);
         let http = reqwest::Client::builder()
             .timeout(FETCH_TIMEOUT)
@@ -128,7 +159,7 @@ impl LiveVerifier {
         let grace_seconds = (s.crl_grace_hours as i64).saturating_mul(3600);
         let mut slots = Vec::new();
         for source in &s.crl {
-            let read = read(&http, source).await;
+            let read = read(&http, source, &issuers).await;
             if let (CrlSource::File(_), Err(e)) = (source, &read) {
                 return Err(CrlError::Read(source.to_string(), e.to_string()));
             }
@@ -146,6 +177,7 @@ impl LiveVerifier {
         Ok(Arc::new(Self {
             hints: verifier.root_hint_subjects().to_vec(),
             roots,
+            issuers,
             grace_seconds,
             refresh_seconds: s.crl_refresh_seconds,
             http,
@@ -163,7 +195,7 @@ impl LiveVerifier {
         let Some(source) = self.current().slots.get(index).map(|s| s.source.clone()) else {
             return Ok(());
         };
-        let result = match read(&self.http, &source).await {
+        let result = match read(&self.http, &source, &self.issuers).await {
             Ok(crl) => self.install(index, crl),
             Err(e) => Err(e),
         };
@@ -274,21 +306,32 @@ fn build(
     builder.build()
 }
 
-async fn read(http: &reqwest::Client, source: &CrlSource) -> Result<Crl, CrlError> {
+async fn read(
+    http: &reqwest::Client,
+    source: &CrlSource,
+    issuers: &[CertificateDer<'static>],
+) -> Result<Crl, CrlError> {
     let fail = |e: &dyn std::fmt::Display| CrlError::Read(source.to_string(), e.to_string());
     let bytes = match source {
         CrlSource::File(path) => tokio::fs::read(path).await.map_err(|e| fail(&e))?,
         CrlSource::Url(url) => {
-            let res = http
+            let mut res = http
                 .get(url.clone())
                 .send()
                 .await
                 .and_then(|r| r.error_for_status())
                 .map_err(|e| fail(&e))?;
-            res.bytes().await.map_err(|e| fail(&e))?.to_vec()
+            let mut bytes = Vec::new();
+            while let Some(chunk) = res.chunk().await.map_err(|e| fail(&e))? {
+                if bytes.len() + chunk.len() > MAX_CRL_BYTES {
+                    return Err(fail(&"larger than 32 MiB"));
+                }
+                bytes.extend_from_slice(&chunk);
+            }
+            bytes
         }
     };
-    Crl::parse(source, bytes)
+    Crl::parse(source, bytes, issuers)
 }
 
 /// When to read a CRL again: at the latest after `interval`, earlier when its nextUpdate

@@ -632,6 +632,18 @@ async fn a_card_revoked_later_is_refused_after_the_crl_refresh(backend: Backend)
     let res = tls_client(&pki, Some(&pki.good)).get(&url).send().await;
     assert_eq!(res.unwrap().status(), 303, "accepted by the listener too");
 
+    // A forged list (same CA name, another key, dated ahead so as to shadow every genuine
+    // list after it) is not kept: the card is still accepted after a few refreshes.
+    let impostor = ca("IGC-Santé TEST");
+    let far = now + hours(24 * 365 * 50);
+    ca_site.publish(Some(crl_pem(&impostor, &[1], far, far + hours(24))));
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    assert_eq!(
+        try_card(&app, &pki.good).await.0,
+        303,
+        "a forged CRL is ignored"
+    );
+
     // The CA revokes the card (serial 1) and publishes a new list.
     ca_site.publish(Some(crl_pem(&pki.ca, &[1], now, now + hours(24))));
     let certs = app.state.certs.clone().unwrap();
