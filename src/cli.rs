@@ -103,6 +103,29 @@ pub enum UserCommand {
     Disable { username: String },
     /// Unlock an account.
     Enable { username: String },
+    /// List an account's sign-in means besides the password: TOTP, passkeys, bound cards.
+    Factors {
+        username: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove sign-in means (a lost phone or card, or after a compromise); the owner is
+    /// e-mailed and the account's sessions end.
+    RemoveFactors {
+        username: String,
+        /// A passkey, by the id `user factors` shows (repeatable).
+        #[arg(long = "passkey")]
+        passkeys: Vec<String>,
+        /// The TOTP app and its recovery codes.
+        #[arg(long)]
+        totp: bool,
+        /// A bound national identifier (repeatable).
+        #[arg(long = "national-id")]
+        national_ids: Vec<String>,
+        /// Every passkey, the TOTP app and every bound card.
+        #[arg(long)]
+        all: bool,
+    },
     /// Allow sign-in with a client certificate: any certificate carrying this national identifier.
     BindCertificate {
         username: String,
@@ -401,6 +424,87 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             );
             Ok(())
         }
+        UserCommand::Factors { username, json } => {
+            let (db, user) = find_user(&settings, &username).await?;
+            let factors = Factors::of(&db, &user.id).await?;
+            if json {
+                println!("{}", serde_json::to_string(&factors)?);
+            } else {
+                println!("totp: {}", if factors.totp { "yes" } else { "no" });
+                for p in &factors.passkeys {
+                    println!("passkey {} \"{}\" (added {})", p.id, p.name, p.created_at);
+                }
+                for c in &factors.certificates {
+                    println!("card {c}");
+                }
+            }
+            Ok(())
+        }
+        UserCommand::RemoveFactors {
+            username,
+            passkeys,
+            totp,
+            national_ids,
+            all,
+        } => {
+            let (db, user) = find_user(&settings, &username).await?;
+            let held = Factors::of(&db, &user.id).await?;
+            let passkeys = if all {
+                held.passkeys.iter().map(|p| p.id.clone()).collect()
+            } else {
+                passkeys
+            };
+            let national_ids = if all {
+                held.certificates.clone()
+            } else {
+                national_ids
+            };
+            if passkeys.is_empty() && national_ids.is_empty() && !(totp || all) {
+                bail!("name what to remove: --passkey ID, --totp, --national-id ID or --all");
+            }
+            let mut removed = Vec::new();
+            for id in &passkeys {
+                let name = db
+                    .delete_passkey(&user.id, id)
+                    .await?
+                    .with_context(|| format!("--passkey {id}: no such passkey on this account"))?;
+                removed.push(format!("passkey \"{name}\""));
+            }
+            if (totp || all) && db.delete_totp(&user.id).await? {
+                removed.push("TOTP".to_owned());
+            }
+            for id in &national_ids {
+                if !db.unbind_certificate(&user.id, id).await? {
+                    bail!("--national-id {id}: not bound to this account");
+                }
+                removed.push(format!("card {id}"));
+            }
+            if removed.is_empty() {
+                println!("{}: nothing to remove", user.username);
+                return Ok(());
+            }
+            db.audit(AuditEvent {
+                event: "factors_removed_by_operator",
+                user_id: Some(&user.id),
+                detail: Some(json!({ "removed": removed })),
+                ..Default::default()
+            })
+            .await?;
+            end_sessions(&settings, &db, &user.id).await?;
+            let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
+            let ctx = context! {
+                username => user.username.to_string(), factor => removed.join(", "), when => when,
+            };
+            Mailer::new(&settings.branding)
+                .send(&db, &user.email, Locale::Fr, Kind::FactorRemoved, ctx)
+                .await?;
+            println!(
+                "{}: removed {}; sessions ended",
+                user.username,
+                removed.join(", ")
+            );
+            Ok(())
+        }
         UserCommand::Enable { username } => {
             let (db, user) = find_user(&settings, &username).await?;
             db.set_disabled(&user.id, false).await?;
@@ -421,6 +525,42 @@ fn parse_locale(raw: &str) -> anyhow::Result<Locale> {
         "fr" => Ok(Locale::Fr),
         "en" => Ok(Locale::En),
         _ => bail!("--locale must be fr or en"),
+    }
+}
+
+/// An account's sign-in means besides the password.
+#[derive(serde::Serialize)]
+struct Factors {
+    totp: bool,
+    passkeys: Vec<PasskeyInfo>,
+    certificates: Vec<String>,
+}
+
+#[derive(serde::Serialize)]
+struct PasskeyInfo {
+    id: String,
+    name: String,
+    created_at: i64,
+    last_used_at: Option<i64>,
+}
+
+impl Factors {
+    async fn of(db: &Db, user_id: &str) -> anyhow::Result<Self> {
+        Ok(Self {
+            totp: db.totp_secret(user_id).await?.is_some(),
+            passkeys: db
+                .passkeys_of(user_id)
+                .await?
+                .into_iter()
+                .map(|p| PasskeyInfo {
+                    id: p.id,
+                    name: p.name,
+                    created_at: p.created_at,
+                    last_used_at: p.last_used_at,
+                })
+                .collect(),
+            certificates: db.certificates_of(user_id).await?,
+        })
     }
 }
 

@@ -529,3 +529,28 @@ pub fn auth_request(issuer: &str, client_id: &str, extra: &[(&str, &str)]) -> Au
         verifier,
     }
 }
+
+/// Runs the `sesame` binary against the app's stores, as an operator would.
+pub fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
+    let s = &app.state.settings;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sesame"));
+    cmd.args(args)
+        .current_dir(app.dir.path())
+        .env_remove("SESAME_CONFIG")
+        .env("SESAME_DATABASE_URL", &s.database_url)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(sesame::config::RedisUrls::One(u)) = &s.redis_url {
+        cmd.env("SESAME_REDIS_URL", u)
+            .env("SESAME_REDIS_PREFIX", &s.redis_prefix);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}

@@ -10,7 +10,8 @@ use webauthn_authenticator_rs::softpasskey::SoftPasskey;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, forms, location, query, unescape,
+    Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, cli, forms, location, query,
+    unescape,
 };
 use crate::smtp::Sink;
 
@@ -409,6 +410,26 @@ async fn a_passkey_guards_the_account_after_a_forced_change_and_steps_up(backend
         .submit(&page, 0, &[("credential", &device.answer(options(&page)))])
         .await;
     assert!(query(&location(&res)).contains_key("code"));
+
+    // An operator lists the account's factors and removes them (a lost phone, a compromise).
+    let out = cli(&app, &["user", "factors", "alice", "--json"]);
+    let factors: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(factors["passkeys"][0]["name"], "Cabinet");
+    cli(&app, &["user", "remove-factors", "alice", "--all"]);
+    let out = cli(&app, &["user", "factors", "alice", "--json"]);
+    let factors: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(factors["passkeys"], json!([]));
+    let e = app.browser();
+    let page = passkey_page(&e, &auth_request(&app.issuer, "portal", &[]).url).await;
+    let res = e
+        .submit(&page, 0, &[("credential", &device.answer(options(&page)))])
+        .await;
+    assert_eq!(res.status(), 401, "removed by the operator");
+    assert!(
+        app.audit_events()
+            .await
+            .contains(&"factors_removed_by_operator".to_string())
+    );
 }
 
 both_backends!(

@@ -3,12 +3,12 @@
 //! F4 (forgotten password), F5 (« Mon compte »), throttling, and mail that waits out an
 //! SMTP outage.
 
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, Browser, ClientSpec, PASSWORD, REDIRECT, TestApp, auth_request, forms, location, query,
+    Backend, Browser, ClientSpec, PASSWORD, REDIRECT, TestApp, auth_request, cli, forms, location,
+    query,
 };
 use crate::smtp::Sink;
 
@@ -25,31 +25,6 @@ async fn mail_app(
     })
     .await;
     (app, sink)
-}
-
-/// Runs the `sesame` binary against the app's stores, as an operator would.
-fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
-    let s = &app.state.settings;
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sesame"));
-    cmd.args(args)
-        .current_dir(app.dir.path())
-        .env_remove("SESAME_CONFIG")
-        .env("SESAME_DATABASE_URL", &s.database_url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if let Some(sesame::config::RedisUrls::One(u)) = &s.redis_url {
-        cmd.env("SESAME_REDIS_URL", u)
-            .env("SESAME_REDIS_PREFIX", &s.redis_prefix);
-    }
-    let out = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
 }
 
 /// The answer of the page's captcha, read where the server keeps it.
