@@ -163,6 +163,22 @@ impl AppState {
     }
 }
 
+/// The account's live SSO sessions.
+pub async fn sessions_of(
+    eph: &crate::store::Ephemeral,
+    user_id: &str,
+) -> Result<Vec<Session>, EphemeralError> {
+    let mut sessions = Vec::new();
+    for key in eph.members(&user_index(user_id)).await? {
+        if key.starts_with("session:")
+            && let Some(s) = eph.get_json::<Session>(&key).await?
+        {
+            sessions.push(s);
+        }
+    }
+    Ok(sessions)
+}
+
 /// Ends every SSO session and revokes every refresh token (and its access tokens) of an
 /// account: after a password reset, or when an operator disables it.
 pub async fn end_all(

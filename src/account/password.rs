@@ -74,8 +74,16 @@ impl AppState {
         Ok(Ok(()))
     }
 
-    /// Ends every SSO session and refresh token of an account (reset, disable).
+    /// Ends every SSO session and refresh token of an account (reset, disable), and tells
+    /// the portals of each session through back-channel logout.
     pub async fn end_all_sessions(&self, user_id: &str) -> Result<(), Internal> {
+        for session in crate::session::sessions_of(&self.eph, user_id).await? {
+            for client_id in &session.clients {
+                if let Some(client) = self.client(client_id).await? {
+                    self.backchannel.notify(self, &client, &session);
+                }
+            }
+        }
         crate::session::end_all(&self.db, &self.eph, user_id).await
     }
 }

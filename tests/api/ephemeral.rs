@@ -97,6 +97,9 @@ async fn delete_by_owner(backend: Backend) {
     s.put("other", "v", LONG).await.unwrap();
     s.own("user:7", "other", LONG).await.unwrap();
     s.delete("s3").await.unwrap();
+    let mut members = s.members("user:42").await.unwrap();
+    members.sort();
+    assert_eq!(members, ["s1", "s2", "s3"], "filed keys, as given");
     assert_eq!(
         s.delete_owner("user:42").await.unwrap(),
         2,
@@ -110,6 +113,7 @@ async fn delete_by_owner(backend: Backend) {
         "other owners untouched"
     );
     assert_eq!(s.delete_owner("user:42").await.unwrap(), 0);
+    assert!(s.members("user:42").await.unwrap().is_empty());
 }
 
 async fn json_records_round_trip(backend: Backend) {

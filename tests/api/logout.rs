@@ -13,7 +13,8 @@ use crate::helpers::{
 };
 
 /// A portal's back-channel endpoint on loopback that keeps what it receives.
-async fn backchannel_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
+/// A portal's back-channel logout endpoint on loopback: its URL and the bodies it received.
+pub async fn backchannel_receiver() -> (String, Arc<Mutex<Vec<String>>>) {
     let got = Arc::new(Mutex::new(Vec::new()));
     let sink = got.clone();
     let app = axum::Router::new().route(

@@ -323,7 +323,10 @@ async fn f2_operator_reset_and_expire(backend: Backend) {
 
 async fn f4_forgotten_password(backend: Backend) {
     let (app, sink) = mail_app(backend, |_| {}).await;
-    app.create_client(ClientSpec::portal("portal")).await;
+    let (bcl, told) = crate::logout::backchannel_receiver().await;
+    let mut portal = ClientSpec::portal("portal");
+    portal.backchannel_logout_uri = Some(bcl);
+    app.create_client(portal).await;
     let user = app.create_user("alice").await;
     let secret_session = app.browser();
     secret_session
@@ -433,11 +436,24 @@ async fn f4_forgotten_password(backend: Backend) {
     );
     assert_eq!(b.get(&second_link).await.status(), 400, "single use");
 
-    // Every session of the account ended.
+    // Every session of the account ended, and its portal was told (back-channel logout).
     let res = secret_session
         .get(&auth_request(&app.issuer, "portal", &[("prompt", "none")]).url)
         .await;
     assert_eq!(query(&location(&res))["error"], "login_required");
+    for _ in 0..50 {
+        if !told.lock().unwrap().is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(
+        told.lock()
+            .unwrap()
+            .first()
+            .is_some_and(|b| b.starts_with("logout_token=")),
+        "the portal hears of the reset"
+    );
     assert!(
         query(&location(
             &app.browser()

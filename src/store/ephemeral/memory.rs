@@ -132,6 +132,15 @@ impl MemoryStore {
         Ok(())
     }
 
+    pub async fn members(&self, owner: &str) -> Result<Vec<String>, EphemeralError> {
+        Ok(self
+            .lock()
+            .owners
+            .get(owner)
+            .map(|(keys, _)| keys.iter().cloned().collect())
+            .unwrap_or_default())
+    }
+
     pub async fn delete_owner(&self, owner: &str) -> Result<usize, EphemeralError> {
         let now = Instant::now();
         let mut inner = self.lock();

@@ -98,6 +98,11 @@ impl Ephemeral {
         dispatch!(self, s => s.own(owner, key, ttl).await)
     }
 
+    /// The keys filed under `owner` (some may have expired since).
+    pub async fn members(&self, owner: &str) -> Result<Vec<String>, EphemeralError> {
+        dispatch!(self, s => s.members(owner).await)
+    }
+
     /// Deletes every key filed under `owner`; returns how many were still there.
     pub async fn delete_owner(&self, owner: &str) -> Result<usize, EphemeralError> {
         dispatch!(self, s => s.delete_owner(owner).await)

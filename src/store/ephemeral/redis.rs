@@ -151,6 +151,15 @@ impl RedisStore {
             .map(drop)
     }
 
+    pub async fn members(&self, owner: &str) -> Result<Vec<String>, EphemeralError> {
+        let index = self.key(&format!("owner:{owner}"));
+        let keys: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
+        Ok(keys
+            .into_iter()
+            .filter_map(|k| k.strip_prefix(&self.prefix).map(str::to_owned))
+            .collect())
+    }
+
     pub async fn delete_owner(&self, owner: &str) -> Result<usize, EphemeralError> {
         let index = self.key(&format!("owner:{owner}"));
         let keys: Vec<String> = self.run(redis::cmd("SMEMBERS").arg(&index)).await?;
