@@ -41,6 +41,26 @@ pub fn sid_key(sid: &str) -> String {
     format!("sid:{sid}")
 }
 
+/// The portals a session signed in to, filed atomically: two portals' requests racing on
+/// one session must both be told at logout (the session record alone would keep one).
+fn portals_index(sid: &str) -> String {
+    format!("portals:{sid}")
+}
+
+/// Every portal the session has given a code to.
+pub async fn portals_of(
+    eph: &crate::store::Ephemeral,
+    session: &Session,
+) -> Result<BTreeSet<String>, EphemeralError> {
+    let mut portals = session.clients.clone();
+    for member in eph.members(&portals_index(&session.sid)).await? {
+        if let Some(id) = member.strip_prefix("client:") {
+            portals.insert(id.to_owned());
+        }
+    }
+    Ok(portals)
+}
+
 fn user_index(user_id: &str) -> String {
     format!("user:{user_id}")
 }
@@ -123,6 +143,26 @@ impl AppState {
         Ok((Current { key, session }, set))
     }
 
+    /// Records that the session signed in to `client_id` (for back-channel logout).
+    pub async fn add_portal(
+        &self,
+        current: &mut Current,
+        client_id: &str,
+    ) -> Result<(), EphemeralError> {
+        if current.session.clients.insert(client_id.to_owned()) {
+            let max = Duration::from_secs(self.settings.session.max_hours * 3600);
+            self.eph
+                .own(
+                    &portals_index(&current.session.sid),
+                    &format!("client:{client_id}"),
+                    max,
+                )
+                .await?;
+            self.save_session(current).await?;
+        }
+        Ok(())
+    }
+
     pub async fn save_session(&self, current: &Current) -> Result<(), EphemeralError> {
         match self.session_ttl(&current.session) {
             Some(ttl) => self.eph.put_json(&current.key, &current.session, ttl).await,
@@ -142,7 +182,7 @@ impl AppState {
         for f in families {
             self.eph.delete_owner(&format!("family:{f}")).await?;
         }
-        for client_id in &current.session.clients {
+        for client_id in &portals_of(&self.eph, &current.session).await? {
             if let Some(client) = self.client(client_id).await? {
                 self.backchannel.notify(self, &client, &current.session);
             }

@@ -78,7 +78,7 @@ impl AppState {
     /// the portals of each session through back-channel logout.
     pub async fn end_all_sessions(&self, user_id: &str) -> Result<(), Internal> {
         for session in crate::session::sessions_of(&self.eph, user_id).await? {
-            for client_id in &session.clients {
+            for client_id in &crate::session::portals_of(&self.eph, &session).await? {
                 if let Some(client) = self.client(client_id).await? {
                     self.backchannel.notify(self, &client, &session);
                 }

@@ -202,9 +202,7 @@ impl AppState {
                 Duration::from_secs(self.settings.tokens.code_seconds),
             )
             .await?;
-        if session.session.clients.insert(req.client_id.clone()) {
-            self.save_session(session).await?;
-        }
+        self.add_portal(session, &req.client_id).await?;
         Ok(redirect_with(
             &req.redirect_uri,
             req.state.as_deref(),

@@ -305,10 +305,59 @@ async fn the_menu_signs_out_and_a_down_portal_does_not_block(backend: Backend) {
     );
 }
 
+async fn every_portal_of_a_session_is_told_even_after_racing_sign_ins(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_user("alice").await;
+    let (bcl, received) = backchannel_receiver().await;
+    let mut secrets = Vec::new();
+    for id in ["c1", "c2", "c3"] {
+        let mut spec = ClientSpec::portal(id);
+        spec.backchannel_logout_uri = Some(bcl.clone());
+        secrets.push(app.create_client(spec).await.unwrap());
+    }
+    let (_, b) = signed_in(&app, "c1", &secrets[0]).await;
+    // Two portals' requests at once on the same session (two tabs).
+    let (a2, a3) = (
+        auth_request(&app.issuer, "c2", &[]),
+        auth_request(&app.issuer, "c3", &[]),
+    );
+    let (r2, r3) = tokio::join!(b.get(&a2.url), b.get(&a3.url));
+    assert!(query(&location(&r2)).contains_key("code"));
+    assert!(query(&location(&r3)).contains_key("code"));
+    let home = b.get("/").await.text().await.unwrap();
+    assert_eq!(b.submit(&home, 0, &[]).await.status(), 200);
+    let mut audiences = std::collections::BTreeSet::new();
+    for _ in 0..50 {
+        audiences = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|body| {
+                let form: std::collections::HashMap<String, String> =
+                    url::form_urlencoded::parse(body.as_bytes())
+                        .into_owned()
+                        .collect();
+                let claims = app.state.keys.verify_jwt(&form["logout_token"])?;
+                claims["aud"].as_str().map(str::to_owned)
+            })
+            .collect();
+        if audiences.len() == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        audiences.into_iter().collect::<Vec<_>>(),
+        ["c1", "c2", "c3"],
+        "each portal of the session gets its logout token"
+    );
+}
+
 both_backends!(
     rp_initiated_logout_with_a_hint_redirects_and_tells_the_portals,
     without_state_the_redirect_has_none_and_post_works_too,
     bad_logout_requests_never_redirect,
     without_a_hint_the_person_confirms,
     the_menu_signs_out_and_a_down_portal_does_not_block,
+    every_portal_of_a_session_is_told_even_after_racing_sign_ins,
 );
