@@ -315,6 +315,29 @@ async fn sign_in(
     })
 }
 
+impl AppState {
+    /// A failed sign-in step other than the password (a code, a passkey): it counts against
+    /// the client address like a wrong password, and is audited.
+    pub(crate) async fn step_failed(
+        &self,
+        event: &'static str,
+        user_id: Option<&str>,
+        address: &str,
+    ) -> Result<(), Internal> {
+        self.address_count("login", address, LOGIN_FAILURES_PER_ADDRESS)
+            .await?;
+        self.db
+            .audit(AuditEvent {
+                event,
+                user_id,
+                ip: Some(address.to_owned()),
+                ..Default::default()
+            })
+            .await?;
+        Ok(())
+    }
+}
+
 /// How a sign-in authenticated the person (RFC 8176 `amr`, and the `acr` it reaches).
 pub(crate) struct Proof {
     pub amr: Vec<String>,

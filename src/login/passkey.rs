@@ -16,7 +16,6 @@ use webauthn_rs::prelude::{
     Webauthn, WebauthnBuilder,
 };
 
-use super::throttle::LOGIN_FAILURES_PER_ADDRESS;
 use super::{Halt, Proof, finish_login, load};
 use crate::app::{AppState, Internal};
 use crate::config::Settings;
@@ -262,20 +261,9 @@ pub async fn submit(
             .await?
             .filter(|p| after_password.as_ref().is_none_or(|u| *u == p.user_id));
         let Some(proof) = proof else {
+            let address = state.client_ip(&peer, &headers);
             state
-                .address_count(
-                    "login",
-                    &state.client_ip(&peer, &headers),
-                    LOGIN_FAILURES_PER_ADDRESS,
-                )
-                .await?;
-            state
-                .db
-                .audit(AuditEvent {
-                    event: "passkey_failed",
-                    user_id: after_password.as_deref(),
-                    ..Default::default()
-                })
+                .step_failed("passkey_failed", after_password.as_deref(), &address)
                 .await?;
             let error = Some(text(i.locale, "passkey.failed"));
             return Ok(match after_password {

@@ -11,7 +11,7 @@ use minijinja::context;
 use serde::Deserialize;
 use totp_rs::{Builder, Secret, Totp};
 
-use super::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
+use super::throttle::Gate;
 use super::{Halt, Proof, finish_login, load};
 use crate::app::{AppState, Internal};
 use crate::crypto::{ct_eq, random_bytes, token_hash};
@@ -148,20 +148,9 @@ pub async fn submit(
             .await?
         {
             state.account_failed(&identifier).await?;
+            let address = state.client_ip(&peer, &headers);
             state
-                .address_count(
-                    "login",
-                    &state.client_ip(&peer, &headers),
-                    LOGIN_FAILURES_PER_ADDRESS,
-                )
-                .await?;
-            state
-                .db
-                .audit(AuditEvent {
-                    event: "second_factor_failed",
-                    user_id: Some(&user.id),
-                    ..Default::default()
-                })
+                .step_failed("second_factor_failed", Some(&user.id), &address)
                 .await?;
             let error = Some(text(l, "totp.wrong"));
             return Ok(page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?);
