@@ -408,8 +408,16 @@ impl Settings {
             }
             None => {}
         }
-        // `SESAME_CONFIG` names the file, it is not a setting.
-        let env = Env::prefixed("SESAME_").split("__").ignore(&["config"]);
+        // `SESAME_CONFIG` names the file, it is not a setting. Kubernetes gives every pod
+        // `SESAME_SERVICE_HOST`, `SESAME_PORT_…` for a Service named `sesame`: not settings
+        // either (no setting is named `service_*` or `port*`).
+        let env = Env::prefixed("SESAME_")
+            .split("__")
+            .ignore(&["config"])
+            .filter(|k| {
+                let k = k.as_str().to_ascii_lowercase();
+                !k.starts_with("service_") && !k.starts_with("port")
+            });
         let settings: Settings = figment
             .merge(env)
             .extract()

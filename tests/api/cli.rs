@@ -318,6 +318,19 @@ fn bad_settings_name_the_key_and_exit_non_zero() {
     }
     let o = cli.run(&["--config", "missing.toml", "keys", "list"], None);
     assert!(text(&o).1.contains("missing.toml"));
+    // An unknown setting is refused by name, but Kubernetes' service links are not settings.
+    let o = cli.run_env(&["keys", "list"], None, &[("SESAME_LISTNE", "0.0.0.0:80")]);
+    assert!(!o.status.success() && text(&o).1.contains("listne"));
+    let o = cli.run_env(
+        &["keys", "list"],
+        None,
+        &[
+            ("SESAME_SERVICE_HOST", "10.0.0.7"),
+            ("SESAME_PORT", "tcp://10.0.0.7:80"),
+            ("SESAME_PORT_80_TCP_ADDR", "10.0.0.7"),
+        ],
+    );
+    assert!(o.status.success(), "{}", text(&o).1);
     std::fs::write(
         cli.dir.path().join("sesame.toml"),
         "issuer = \"http://127.0.0.1:9\"\nbogus = 1\n",
