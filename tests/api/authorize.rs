@@ -250,14 +250,7 @@ async fn an_id_token_hint_for_someone_else_is_login_required(backend: Backend) {
         &[("prompt", "none"), ("id_token_hint", &bob_token)],
     );
     assert!(query(&location(&bob.get(&req.url).await)).contains_key("code"));
-    let alice = app.browser();
-    alice
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            "alice",
-            PASSWORD,
-        )
-        .await;
+    let alice = app.signed_in("alice", "portal").await;
     let req = auth_request(
         &app.issuer,
         "portal",

@@ -128,14 +128,7 @@ async fn prompt_login_and_max_age_ask_again(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     app.create_user("alice").await;
     app.create_client(ClientSpec::portal("portal")).await;
-    let browser = app.browser();
-    browser
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            "alice",
-            PASSWORD,
-        )
-        .await;
+    let browser = app.signed_in("alice", "portal").await;
     for extra in [("prompt", "login"), ("max_age", "0")] {
         let res = browser
             .get(&auth_request(&app.issuer, "portal", &[extra]).url)

@@ -244,6 +244,36 @@ impl TestApp {
             .expect("signed by us")
     }
 
+    /// A server whose mail goes to an SMTP sink on loopback (outbox polled every second).
+    pub async fn with_mail(
+        backend: Backend,
+        tweak: impl FnOnce(&mut Settings),
+    ) -> (Self, crate::smtp::Sink) {
+        let (sink, url) = crate::smtp::Sink::start("127.0.0.1:0").await;
+        let app = Self::spawn_with(backend, |s| {
+            s.mail.smtp_url = Some(url);
+            s.mail.poll_seconds = 1;
+            s.mail.retry_seconds = 1;
+            tweak(s);
+        })
+        .await;
+        (app, sink)
+    }
+
+    /// A browser signed in as `username` (password `PASSWORD`) through `client`'s sign-in.
+    pub async fn signed_in(&self, username: &str, client: &str) -> Browser {
+        let b = self.browser();
+        let res = b
+            .sign_in(
+                &auth_request(&self.issuer, client, &[]).url,
+                username,
+                PASSWORD,
+            )
+            .await;
+        assert_eq!(res.status(), 303, "{username} signs in");
+        b
+    }
+
     pub fn browser(&self) -> Browser {
         Browser {
             http: loopback(&self.issuer, reqwest::Client::builder())

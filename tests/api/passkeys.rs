@@ -13,7 +13,6 @@ use crate::helpers::{
     Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, cli, forms, location, query,
     unescape,
 };
-use crate::smtp::Sink;
 
 const LOA2: &str = "urn:sesame:loa:2";
 
@@ -137,26 +136,13 @@ async fn passkey_page(b: &Browser, authorize_url: &str) -> String {
 }
 
 async fn passkeys_register_sign_in_without_password_and_as_second_factor(backend: Backend) {
-    let (sink, url) = Sink::start("127.0.0.1:0").await;
-    let app = TestApp::spawn_with(backend, |s| {
-        on_localhost(s);
-        s.mail.smtp_url = Some(url);
-        s.mail.poll_seconds = 1;
-    })
-    .await;
+    let (app, sink) = TestApp::with_mail(backend, on_localhost).await;
     let secret = app
         .create_client(ClientSpec::portal("portal"))
         .await
         .unwrap();
     app.create_user("alice").await;
-    let owner = app.browser();
-    owner
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            "alice",
-            PASSWORD,
-        )
-        .await;
+    let owner = app.signed_in("alice", "portal").await;
 
     // Registration: the password is asked first; the answer is accepted once.
     let account = owner.get("/account").await.text().await.unwrap();
@@ -265,27 +251,14 @@ async fn passkeys_are_per_account_and_off_on_an_ip_issuer(backend: Backend) {
         .unwrap();
     app.create_user("alice").await;
     app.create_user("bob").await;
-    let alice = app.browser();
-    alice
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            "alice",
-            PASSWORD,
-        )
-        .await;
+    let alice = app.signed_in("alice", "portal").await;
     let mut device = Device::new(&app);
     assert_eq!(
         add_passkey(&alice, &mut device, "Portable").await.status(),
         200
     );
     let mut bob_device = Device::new(&app);
-    let bob = app.browser();
-    bob.sign_in(
-        &auth_request(&app.issuer, "portal", &[]).url,
-        "bob",
-        PASSWORD,
-    )
-    .await;
+    let bob = app.signed_in("bob", "portal").await;
     assert_eq!(
         add_passkey(&bob, &mut bob_device, "Bob").await.status(),
         200
@@ -347,13 +320,7 @@ async fn a_passkey_guards_the_account_after_a_forced_change_and_steps_up(backend
     sensitive.sensitive = true;
     let sensitive_secret = app.create_client(sensitive).await.unwrap();
     let alice = app.create_user("alice").await;
-    let a = app.browser();
-    a.sign_in(
-        &auth_request(&app.issuer, "portal", &[]).url,
-        "alice",
-        PASSWORD,
-    )
-    .await;
+    let a = app.signed_in("alice", "portal").await;
     let mut device = Device::new(&app);
     assert_eq!(add_passkey(&a, &mut device, "Cabinet").await.status(), 200);
 

@@ -12,21 +12,6 @@ use crate::helpers::{
 };
 use crate::smtp::Sink;
 
-async fn mail_app(
-    backend: Backend,
-    tweak: impl FnOnce(&mut sesame::config::Settings),
-) -> (TestApp, Sink) {
-    let (sink, url) = Sink::start("127.0.0.1:0").await;
-    let app = TestApp::spawn_with(backend, |s| {
-        s.mail.smtp_url = Some(url);
-        s.mail.poll_seconds = 1;
-        s.mail.retry_seconds = 1;
-        tweak(s);
-    })
-    .await;
-    (app, sink)
-}
-
 /// The answer of the page's captcha, read where the server keeps it.
 async fn captcha(app: &TestApp, html: &str) -> (String, String) {
     let id = forms(html)
@@ -91,7 +76,7 @@ async fn reach_change_page_for(
 }
 
 async fn f1_f3_temporary_password_then_forced_change_then_the_portal(backend: Backend) {
-    let (app, sink) = mail_app(backend, |_| {}).await;
+    let (app, sink) = TestApp::with_mail(backend, |_| {}).await;
     let secret = app
         .create_client(ClientSpec::portal("portal"))
         .await
@@ -271,17 +256,10 @@ async fn f1_f3_temporary_password_then_forced_change_then_the_portal(backend: Ba
 }
 
 async fn f2_operator_reset_and_expire(backend: Backend) {
-    let (app, sink) = mail_app(backend, |_| {}).await;
+    let (app, sink) = TestApp::with_mail(backend, |_| {}).await;
     app.create_client(ClientSpec::portal("portal")).await;
     app.create_user("alice").await;
-    let signed_in = app.browser();
-    signed_in
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            "alice",
-            PASSWORD,
-        )
-        .await;
+    let _open_session = app.signed_in("alice", "portal").await;
     cli(&app, &["user", "reset-password", "alice"]);
     let mail = sink.wait_for("alice@example.fr", 1).await;
     assert!(mail.contains("Votre code de connexion a été réinitialisé. Pour votre première connexion, utilisez le mot de passe provisoire suivant :"), "{mail}");
@@ -322,20 +300,13 @@ async fn f2_operator_reset_and_expire(backend: Backend) {
 }
 
 async fn f4_forgotten_password(backend: Backend) {
-    let (app, sink) = mail_app(backend, |_| {}).await;
+    let (app, sink) = TestApp::with_mail(backend, |_| {}).await;
     let (bcl, told) = crate::logout::backchannel_receiver().await;
     let mut portal = ClientSpec::portal("portal");
     portal.backchannel_logout_uri = Some(bcl);
     app.create_client(portal).await;
     let user = app.create_user("alice").await;
-    let secret_session = app.browser();
-    secret_session
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            "alice",
-            PASSWORD,
-        )
-        .await;
+    let secret_session = app.signed_in("alice", "portal").await;
 
     let b = app.browser();
     let res = b.get(&auth_request(&app.issuer, "portal", &[]).url).await;
@@ -475,7 +446,7 @@ async fn f4_forgotten_password(backend: Backend) {
 }
 
 async fn f4_links_expire(backend: Backend) {
-    let (app, sink) = mail_app(backend, |s| s.password.reset_link_seconds = 1).await;
+    let (app, sink) = TestApp::with_mail(backend, |s| s.password.reset_link_seconds = 1).await;
     app.create_user("alice").await;
     let b = app.browser();
     let html = b.get("/password/forgot").await.text().await.unwrap();
@@ -490,7 +461,7 @@ async fn f4_links_expire(backend: Backend) {
 }
 
 async fn f5_mon_compte(backend: Backend) {
-    let (app, sink) = mail_app(backend, |_| {}).await;
+    let (app, sink) = TestApp::with_mail(backend, |_| {}).await;
     app.create_client(ClientSpec::portal("portal")).await;
     app.create_user("alice").await;
     let b = app.browser();

@@ -8,7 +8,6 @@ use crate::both_backends;
 use crate::helpers::{
     Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, forms, location, query,
 };
-use crate::smtp::Sink;
 
 const LOA1: &str = "urn:sesame:loa:1";
 const LOA2: &str = "urn:sesame:loa:2";
@@ -71,25 +70,13 @@ async fn enrol(b: &Browser) -> (String, Vec<String>, String) {
 }
 
 async fn totp_second_factor_with_replay_and_recovery_codes(backend: Backend) {
-    let (sink, url) = Sink::start("127.0.0.1:0").await;
-    let app = TestApp::spawn_with(backend, |s| {
-        s.mail.smtp_url = Some(url);
-        s.mail.poll_seconds = 1;
-    })
-    .await;
+    let (app, sink) = TestApp::with_mail(backend, |_| {}).await;
     let secret = app
         .create_client(ClientSpec::portal("portal"))
         .await
         .unwrap();
     app.create_user("alice").await;
-    let first = app.browser();
-    first
-        .sign_in(
-            &auth_request(&app.issuer, "portal", &[]).url,
-            "alice",
-            PASSWORD,
-        )
-        .await;
+    let first = app.signed_in("alice", "portal").await;
     let (totp_secret, recovery, used) = enrol(&first).await;
     assert!(
         sink.wait_for("alice@example.fr", 1)
