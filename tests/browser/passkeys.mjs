@@ -2,91 +2,13 @@
 // with Chromium's virtual authenticator: enrol a passkey from « Mon compte », sign in with it
 // without a password, then use it as the second factor after the password.
 // Run: SESAME_BIN=target/debug/sesame node tests/browser/passkeys.mjs   (see README.md)
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
-import { createServer } from "node:net";
-import { tmpdir } from "node:os";
+import { existsSync, readdirSync, readFileSync } from "node:fs";
 import { join, resolve } from "node:path";
-import { chromium } from "playwright-core";
+import { check, expectPortalSignedIn, log, main, newContext, openSignIn, PASSWORD, step, USER } from "./demo.mjs";
 
-const BIN = resolve(process.env.SESAME_BIN || "target/debug/sesame");
-const CHROMIUM = process.env.CHROMIUM || "/usr/bin/chromium";
-const USER = "demo";
-const PASSWORD = "Demo#2026!";
-const NAME = /Camille/;
-const STEP_TIMEOUT = 15_000;
 // To try a passkey.js without rebuilding: PASSKEY_JS=templates/static/passkey.js serves that file
 // in place of the one embedded in the binary.
 const PASSKEY_JS = process.env.PASSKEY_JS && resolve(process.env.PASSKEY_JS);
-
-const freePort = () =>
-  new Promise((ok, ko) => {
-    const srv = createServer().once("error", ko);
-    srv.listen(0, "127.0.0.1", () => {
-      const { port } = srv.address();
-      srv.close(() => ok(port));
-    });
-  });
-
-const started = Date.now();
-let step = 0;
-const problems = []; // console errors, page errors, HTTP errors, CSP violations
-let demo; // the running `sesame demo`, killed at the end whatever happens
-const log = (msg) => console.log(`[${((Date.now() - started) / 1000).toFixed(1)}s] ${msg}`);
-const check = (cond, what) => {
-  if (!cond) throw new Error(`check failed: ${what}`);
-};
-
-/** Starts `sesame demo` in a fresh directory (as `demo`) and waits for its banner. */
-async function startDemo() {
-  const dir = mkdtempSync(join(tmpdir(), "sesame-browser-"));
-  const [idp, portal, mtls] = [await freePort(), await freePort(), await freePort()];
-  // Sésame reads every SESAME_* variable as a setting (SESAME_BIN included): pass only ours.
-  const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith("SESAME_")));
-  Object.assign(env, { SESAME_LISTEN: `127.0.0.1:${idp}`, SESAME_ISSUER: `http://localhost:${idp}` });
-  const args = ["demo", "--portal-listen", `127.0.0.1:${portal}`, "--mtls-listen", `127.0.0.1:${mtls}`];
-  const child = spawn(BIN, args, { cwd: dir, env, stdio: ["ignore", "pipe", "pipe"] });
-  let output = "";
-  child.stderr.on("data", (d) => (output += d));
-  const ready = new Promise((ok, ko) => {
-    const timer = setTimeout(() => ko(new Error(`no banner from sesame demo within 30 s:\n${output}`)), 30_000);
-    child.once("error", (e) => (clearTimeout(timer), ko(e)));
-    child.once("exit", (code) => (clearTimeout(timer), ko(new Error(`sesame demo exited (${code}):\n${output}`))));
-    child.stdout.on("data", (d) => {
-      output += d;
-      if (output.includes("Ctrl-C")) (clearTimeout(timer), ok());
-    });
-  });
-  demo = { child, dir, issuer: `http://localhost:${idp}`, portal: `http://127.0.0.1:${portal}`, output: () => output };
-  try {
-    await ready;
-  } catch (e) {
-    await stopDemo(demo);
-    throw e;
-  }
-  child.removeAllListeners("exit");
-}
-
-async function stopDemo(demo) {
-  if (!demo) return;
-  const { child } = demo;
-  if (child.pid !== undefined && child.exitCode === null && child.signalCode === null) {
-    const exited = new Promise((ok) => child.once("exit", ok));
-    child.kill("SIGTERM");
-    const timer = setTimeout(() => child.kill("SIGKILL"), 5_000);
-    await exited;
-    clearTimeout(timer);
-  }
-  rmSync(demo.dir, { recursive: true, force: true });
-}
-
-/** From the portal to Sésame's sign-in page. */
-async function openSignIn(page, demo) {
-  await page.goto(demo.portal + "/");
-  await page.getByRole("link", { name: /Se connecter avec Sésame/ }).click();
-  await page.waitForURL(/\/interaction\/[^/]+$/);
-  check(page.url().startsWith(demo.issuer), `sign-in page on the issuer (${page.url()})`);
-}
 
 /** Clicks the button of the passkey form and waits until the page leaves it (or shows its error). */
 async function passkeyCeremony(page, mode) {
@@ -125,37 +47,9 @@ const subject = (mail) => {
   return Buffer.from(raw, "latin1").toString("utf8");
 };
 
-/** Waits for the portal's « vous êtes connecté » page; returns the ID token's claims it shows. */
-async function expectPortalSignedIn(page, demo) {
-  await page.waitForURL((u) => u.href.startsWith(demo.portal), { waitUntil: "load" });
-  const text = await page.locator("body").innerText();
-  check(NAME.test(text) && text.includes("vous êtes connecté"), `the portal shows the signed-in name (got: ${text.slice(0, 300)})`);
-  const claims = JSON.parse(await page.locator("pre").first().innerText());
-  log(`   signed in: acr ${claims.acr}, amr ${JSON.stringify(claims.amr)}`);
-  return claims;
-}
-
-async function run(demo, browser) {
-  const context = await browser.newContext({ locale: "fr-FR" });
-  context.setDefaultTimeout(STEP_TIMEOUT);
-  context.setDefaultNavigationTimeout(STEP_TIMEOUT);
+async function run(demo, browser, problems) {
+  const context = await newContext(browser, problems);
   const page = await context.newPage();
-  page.on("console", (m) => {
-    // Neither Sésame nor the portal has a favicon; Chromium asks for one anyway.
-    if (m.location().url?.endsWith("/favicon.ico")) return;
-    if (m.type() === "error") problems.push(`console ${m.type()}: ${m.text()} (${m.location().url || page.url()})`);
-  });
-  page.on("pageerror", (e) => problems.push(`page error: ${e.message} (${page.url()})`));
-  page.on("response", (r) => {
-    if (r.status() >= 400) problems.push(`HTTP ${r.status()} for ${r.request().method()} ${r.url()}`);
-  });
-  // CSP violations, whether or not Chromium also logs them to the console.
-  await context.exposeBinding("__cspViolation", (_src, v) => problems.push(`CSP violation: ${v}`));
-  await context.addInitScript(() =>
-    document.addEventListener("securitypolicyviolation", (e) =>
-      window.__cspViolation(`${e.violatedDirective} blocked ${e.blockedURI || "inline"} on ${location.href}`),
-    ),
-  );
 
   if (PASSKEY_JS) {
     log(`serving ${PASSKEY_JS} as /static/passkey.js`);
@@ -173,7 +67,7 @@ async function run(demo, browser) {
     },
   });
 
-  log(`${++step}. password sign-in from the portal`);
+  step("password sign-in from the portal");
   await openSignIn(page, demo);
   await page.fill("#username", USER);
   await page.fill("#password", PASSWORD);
@@ -181,7 +75,7 @@ async function run(demo, browser) {
   const first = await expectPortalSignedIn(page, demo);
   check(first.amr?.includes("pwd") && !first.amr.includes("hwk"), "password sign-in: amr has pwd, not hwk");
 
-  log(`${++step}. enrol a passkey from « Mon compte »`);
+  step("enrol a passkey from « Mon compte »");
   await page.goto(demo.issuer + "/account");
   check((await page.locator("h2", { hasText: "Clés d'accès (passkeys)" }).count()) === 1, "passkeys section");
   await page.fill("#passkey-name", "Cabinet");
@@ -198,7 +92,7 @@ async function run(demo, browser) {
   const mail = await waitForMail(demo, /Cabinet/);
   log(`   mail: ${subject(mail)}`);
 
-  log(`${++step}. passwordless sign-in with the passkey (cookies cleared)`);
+  step("passwordless sign-in with the passkey (cookies cleared)");
   await context.clearCookies();
   await openSignIn(page, demo);
   await page.getByRole("link", { name: "Authentification forte" }).click();
@@ -208,7 +102,7 @@ async function run(demo, browser) {
   const passwordless = await expectPortalSignedIn(page, demo);
   check(passwordless.amr?.includes("hwk") && !passwordless.amr.includes("pwd"), "passwordless: amr has hwk, not pwd");
 
-  log(`${++step}. password then the passkey as second factor (cookies cleared)`);
+  step("password then the passkey as second factor (cookies cleared)");
   await context.clearCookies();
   await openSignIn(page, demo);
   await page.fill("#username", USER);
@@ -221,7 +115,7 @@ async function run(demo, browser) {
   const { credentials: after } = await cdp.send("WebAuthn.getCredentials", { authenticatorId });
   check(after[0].signCount >= 2, `the authenticator signed twice (signCount ${after[0].signCount})`);
 
-  log(`${++step}. no CSP violation, console error or page error`);
+  step("no CSP violation, console error or page error");
   check(problems.length === 0, `no problems in the browser:\n  ${problems.join("\n  ")}`);
   // The detector itself: on a page that runs passkey.js, the CSP must still refuse inline script.
   await context.clearCookies();
@@ -244,30 +138,4 @@ async function run(demo, browser) {
   await context.close();
 }
 
-let browser, failed = false;
-for (const signal of ["SIGINT", "SIGTERM"])
-  process.once(signal, () => {
-    demo?.child.kill("SIGKILL");
-    if (demo) rmSync(demo.dir, { recursive: true, force: true });
-    process.exit(1);
-  });
-try {
-  log(`starting ${BIN} demo`);
-  await startDemo();
-  log(`issuer ${demo.issuer}, portal ${demo.portal}`);
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-  });
-  await run(demo, browser);
-  log("all passkey checks passed");
-} catch (e) {
-  failed = true;
-  console.error(`FAILED at step ${step}: ${e.stack || e}`);
-  if (problems.length) console.error(`--- in the browser ---\n${problems.join("\n")}`);
-  if (demo) console.error(`--- sesame demo output (tail) ---\n${demo.output().slice(-3000)}`);
-} finally {
-  await browser?.close().catch(() => {});
-  await stopDemo(demo).catch(() => {});
-}
-process.exit(failed ? 1 : 0);
+await main("passkey", run);
