@@ -263,7 +263,7 @@ async fn web_js() -> impl axum::response::IntoResponse {
     )
 }
 
-async fn web_css() -> impl axum::response::IntoResponse {
+pub(crate) async fn web_css() -> impl axum::response::IntoResponse {
     (
         [
             ("content-type", "text/css; charset=utf-8"),

@@ -50,6 +50,8 @@ impl Proof {
 pub fn mtls_router(state: AppState) -> Router {
     Router::new()
         .route("/certificate/{uid}", get(on_mtls))
+        // Its error pages (no card, card refused) are styled like every other page.
+        .route("/static/sesame.css", get(crate::app::web_css))
         .layer(axum::middleware::from_fn(
             crate::web::headers::security_headers,
         ))

@@ -9,10 +9,6 @@ import { check, expectPortalSignedIn, log, main, newContext, openSignIn, step } 
 
 const CARD_PASSWORD = "demo";
 const LINK = "Authentification par certificat client";
-// Known, not failing the check: Sésame's error page links /static/sesame.css relatively, and the
-// mTLS listener serves /certificate/ only, so on that listener the page comes unstyled (404, no
-// content type, refused by Chromium's strict MIME check). Remove once the listener serves it.
-const KNOWN = [/https:\/\/127\.0\.0\.1:\d+\/static\/sesame\.css/];
 
 /** On the sign-in page: the certificate link, checked to lead to the mTLS listener for this request. */
 async function certificateLink(page, demo) {
@@ -81,9 +77,7 @@ async function run(demo, browser, problems) {
     `console error: Failed to load resource: the server responded with a status of 403 () (${response2.url()})`,
   ];
   check(refused.includes(expected[0]), "the 403 is seen by the problem watch");
-  const known = refused.filter((p) => KNOWN.some((re) => re.test(p)));
-  for (const p of new Set(known)) log(`   known issue, not failing: ${p}`);
-  problems.push(...refused.filter((p) => !expected.includes(p) && !known.includes(p)));
+  problems.push(...refused.filter((p) => !expected.includes(p)));
   await bare.close();
 
   step("no CSP violation, console error or page error");
