@@ -232,6 +232,7 @@ pub fn router(state: AppState) -> Router {
         .route("/account/passkeys", post(crate::account::passkeys::start))
         .route("/account/passkeys/finish", post(crate::account::passkeys::finish))
         .route("/account/passkeys/remove", post(crate::account::passkeys::remove))
+        .route("/account/certificates/remove", post(crate::account::certificates::remove))
         .route("/token", post(oidc::token::token))
         .route("/userinfo", get(oidc::userinfo::get).post(oidc::userinfo::post))
         .route("/introspect", post(oidc::introspect::introspect))

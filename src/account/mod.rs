@@ -1,5 +1,6 @@
 //! « Mon compte » (F5): the signed-in person changes their password.
 
+pub mod certificates;
 pub mod passkeys;
 pub mod password;
 pub mod totp;
@@ -136,6 +137,7 @@ async fn page(
             totp_enabled => state.totp_enrolled(&user.id).await?,
             passkeys_enabled => state.webauthn.is_some(),
             passkeys => passkey_list(state, &user.id).await?,
+            certificates => state.db.certificates_of(&user.id).await?,
             policy => Value::from(minijinja::value::Serde(state.settings.password.clone())),
         },
     );

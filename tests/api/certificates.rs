@@ -214,6 +214,35 @@ fn rfc9440(card: &Card) -> String {
     )
 }
 
+async fn the_owner_unbinds_a_card_from_mon_compte(backend: Backend) {
+    let pki = pki();
+    let (app, _) = app_with(backend, &pki, true).await;
+    // alice's card is bound by app_with; she signs in with her password and removes it.
+    let alice = app.signed_in("alice", "portal").await;
+    let account = alice.get("/account").await.text().await.unwrap();
+    let id = rpps_id("1000123456");
+    assert!(account.contains(&id), "the bound card is listed");
+    let i = crate::helpers::forms(&account)
+        .iter()
+        .position(|f| f.action == "/account/certificates/remove")
+        .expect("a remove form");
+    let wrong = alice
+        .submit(&account, i, &[("password", "Wrong#Pass1")])
+        .await;
+    assert_eq!(wrong.status(), 400, "the password is asked");
+    assert_eq!(try_card(&app, &pki.good).await.0, 303, "still bound");
+    let done = alice.submit(&account, i, &[("password", PASSWORD)]).await;
+    assert_eq!(done.status(), 200);
+    assert_eq!(app.state.db.user_for_certificate(&id).await.unwrap(), None);
+    let (status, _) = try_card(&app, &pki.good).await;
+    assert_eq!(status, 403, "the card signs no one in any more");
+    assert!(
+        app.audit_events()
+            .await
+            .contains(&"certificate_unbound_by_owner".to_string())
+    );
+}
+
 async fn cards_through_a_trusted_proxy(backend: Backend) {
     let pki = pki();
     let (app, secret) = app_with(backend, &pki, true).await;
@@ -726,6 +755,7 @@ async fn an_unreachable_crl_fails_closed_unless_a_grace_period(backend: Backend)
 }
 
 both_backends!(
+    the_owner_unbinds_a_card_from_mon_compte,
     an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent,
     the_owners_link_binds_the_card,
     cards_through_a_trusted_proxy,

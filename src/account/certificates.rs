@@ -1,0 +1,74 @@
+//! « Mon compte » → the cards bound to the account: listed, and removable (a lost or
+//! replaced card) after the password is asked again; the owner is e-mailed.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::{csrf, internal, notify, password_refused, signin_first};
+use crate::app::{AppState, Internal};
+use crate::crypto::ct_eq;
+use crate::mail::Kind;
+use crate::store::db::audit::AuditEvent;
+use crate::web::Locale;
+use crate::web::form::PageForm;
+use crate::web::templates::text;
+
+#[derive(Deserialize)]
+pub struct RemoveForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    password: String,
+    #[serde(default)]
+    national_id: String,
+}
+
+pub async fn remove(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    PageForm(form): PageForm<RemoveForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let result = async {
+        let Some(c) = state
+            .current_session(&headers)
+            .await?
+            .filter(|c| ct_eq(form.csrf_token.as_bytes(), csrf(c).as_bytes()))
+        else {
+            return Ok(signin_first(&state, locale));
+        };
+        let user = state
+            .db
+            .user_by_id(&c.session.user_id)
+            .await?
+            .ok_or(Internal::Gone)?;
+        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+            return Ok(refusal);
+        }
+        if !state
+            .db
+            .unbind_certificate(&user.id, &form.national_id)
+            .await?
+        {
+            let page = state
+                .pages
+                .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
+            return Ok(page.into_response());
+        }
+        state
+            .db
+            .audit(AuditEvent {
+                event: "certificate_unbound_by_owner",
+                user_id: Some(&user.id),
+                detail: Some(serde_json::json!({ "national_id": form.national_id })),
+                ..Default::default()
+            })
+            .await?;
+        let factor = format!("{} ({})", text(locale, "cert.factor"), form.national_id);
+        notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
+        Ok::<_, Internal>(super::done(&state, locale, "cert.removed", None))
+    };
+    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+}
