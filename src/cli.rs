@@ -462,24 +462,32 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             if passkeys.is_empty() && national_ids.is_empty() && !(totp || all) {
                 bail!("name what to remove: --passkey ID, --totp, --national-id ID or --all");
             }
+            // Everything named must exist before anything goes: no half-done removal.
+            for id in &passkeys {
+                if !held.passkeys.iter().any(|p| &p.id == id) {
+                    bail!("--passkey {id}: no such passkey on this account");
+                }
+            }
+            for id in &national_ids {
+                if !held.certificates.contains(id) {
+                    bail!("--national-id {id}: not bound to this account");
+                }
+            }
             let mut removed = Vec::new();
             for id in &passkeys {
-                let name = db
-                    .delete_passkey(&user.id, id)
-                    .await?
-                    .with_context(|| format!("--passkey {id}: no such passkey on this account"))?;
-                removed.push(format!("passkey \"{name}\""));
+                if let Some(name) = db.delete_passkey(&user.id, id).await? {
+                    removed.push(format!("passkey \"{name}\""));
+                }
             }
             if (totp || all) && db.delete_totp(&user.id).await? {
                 removed.push("TOTP".to_owned());
             }
             for id in &national_ids {
-                if !db.unbind_certificate(&user.id, id).await? {
-                    bail!("--national-id {id}: not bound to this account");
+                if db.unbind_certificate(&user.id, id).await? {
+                    removed.push(format!("card {id}"));
                 }
-                removed.push(format!("card {id}"));
             }
-            if removed.is_empty() {
+            if removed.is_empty() && !all {
                 println!("{}: nothing to remove", user.username);
                 return Ok(());
             }
@@ -491,13 +499,21 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
             })
             .await?;
             end_sessions(&settings, &db, &user.id).await?;
-            let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
-            let ctx = context! {
-                username => user.username.to_string(), factor => removed.join(", "), when => when,
-            };
-            Mailer::new(&settings.branding)
-                .send(&db, &user.email, Locale::Fr, Kind::FactorRemoved, ctx)
-                .await?;
+            if settings.redis_url.is_none() {
+                eprintln!(
+                    "warning: with the in-memory store this command cannot reach the server's sessions; \
+                     disable the account (`sesame user disable`) to refuse them at once"
+                );
+            }
+            if !removed.is_empty() {
+                let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
+                let ctx = context! {
+                    username => user.username.to_string(), factor => removed.join(", "), when => when,
+                };
+                Mailer::new(&settings.branding)
+                    .send(&db, &user.email, Locale::Fr, Kind::FactorRemoved, ctx)
+                    .await?;
+            }
             println!(
                 "{}: removed {}; sessions ended",
                 user.username,

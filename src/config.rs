@@ -396,6 +396,20 @@ pub enum SettingsError {
     Invalid { key: &'static str, expected: String },
 }
 
+/// `SESAME_SERVICE_HOST`, `SESAME_PORT`, `SESAME_PORT_80_TCP_ADDR`, `SESAME_REDIS_SERVICE_PORT`,
+/// `SESAME_REDIS_PORT_6379_TCP`…: Kubernetes' service links (for a Service `sesame`,
+/// `sesame-redis`…), after the prefix. No setting has `service_host`, `service_port`, a
+/// final `port` or `port_<number>` in its name.
+fn service_link(key: &str) -> bool {
+    let words: Vec<&str> = key.split('_').collect();
+    key.contains("service_host")
+        || key.contains("service_port")
+        || words.last() == Some(&"port")
+        || words
+            .windows(2)
+            .any(|w| w[0] == "port" && w[1].bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl Settings {
     /// Layers defaults, the TOML file (`path`, else `sesame.toml` if present) and the environment.
     pub fn load(path: Option<&Path>) -> Result<Self, SettingsError> {
@@ -408,16 +422,12 @@ impl Settings {
             }
             None => {}
         }
-        // `SESAME_CONFIG` names the file, it is not a setting. Kubernetes gives every pod
-        // `SESAME_SERVICE_HOST`, `SESAME_PORT_…` for a Service named `sesame`: not settings
-        // either (no setting is named `service_*` or `port*`).
+        // `SESAME_CONFIG` names the file, it is not a setting; nor are the variables
+        // Kubernetes gives every pod for Services named `sesame…` (see `service_link`).
         let env = Env::prefixed("SESAME_")
             .split("__")
             .ignore(&["config"])
-            .filter(|k| {
-                let k = k.as_str().to_ascii_lowercase();
-                !k.starts_with("service_") && !k.starts_with("port")
-            });
+            .filter(|k| !service_link(&k.as_str().to_ascii_lowercase()));
         let settings: Settings = figment
             .merge(env)
             .extract()

@@ -61,7 +61,7 @@ pub async fn portals_of(
     Ok(portals)
 }
 
-fn user_index(user_id: &str) -> String {
+pub(crate) fn user_index(user_id: &str) -> String {
     format!("user:{user_id}")
 }
 

@@ -201,6 +201,14 @@ impl AppState {
         self.eph
             .put_json(&pending_card_key(&token), &pending, CARD_LINK_TTL)
             .await?;
+        // Filed with the account's sessions: a password reset or a disabled account voids it.
+        self.eph
+            .own(
+                &crate::session::user_index(user_id),
+                &pending_card_key(&token),
+                CARD_LINK_TTL,
+            )
+            .await?;
         let ctx = minijinja::context! {
             username => user.username.to_string(),
             national_id => national_id,

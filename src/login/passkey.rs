@@ -44,6 +44,14 @@ pub fn relying_party(s: &Settings) -> Result<Option<Webauthn>, String> {
         .map_err(|e| format!("passkeys.rp_id {rp_id:?} does not fit the issuer: {e}"))
 }
 
+/// The signature counter of a stored passkey (webauthn-rs keeps it in `cred.counter`).
+fn stored_counter(credential: &str) -> u64 {
+    serde_json::from_str::<serde_json::Value>(credential)
+        .ok()
+        .and_then(|v| v.pointer("/cred/counter").and_then(|c| c.as_u64()))
+        .unwrap_or(0)
+}
+
 /// The credential id as stored (base64url).
 pub fn credential_key(id: &[u8]) -> String {
     b64url(id)
@@ -196,11 +204,11 @@ impl AppState {
         }
         // An authenticator with a counter must move it past the stored one (the challenge's
         // snapshot may be older): a clone falls behind. Synced passkeys keep it at 0.
-        let moved = passkey.update_credential(&result);
-        if result.counter() > 0 && moved != Some(true) {
+        if result.counter() > 0 && u64::from(result.counter()) <= stored_counter(&row.credential) {
             tracing::warn!("passkey counter did not move: possible cloned authenticator");
             return Ok(None);
         }
+        passkey.update_credential(&result);
         let credential = serde_json::to_string(&passkey).map_err(Internal::json)?;
         // Compare-and-swap on what was read: a concurrent use, or a removal, wins.
         if !self

@@ -39,15 +39,33 @@ thread_local! {
     static MEMORY: RefCell<Vec<Block>> = const { RefCell::new(Vec::new()) };
 }
 
-/// Runs argon2 with `params` into `out`, in this thread's reused memory.
+/// The most a stored hash may ask for: an imported or corrupt hash must not make a sign-in
+/// allocate gigabytes or spin for minutes (anyone can type its identifier).
+const MAX_STORED_MEMORY_KIB: u32 = 256 * 1024;
+const MAX_STORED_ITERATIONS: u32 = 16;
+const MAX_STORED_LANES: u32 = 16;
+
+fn within_bounds(p: &Params) -> bool {
+    p.m_cost() <= MAX_STORED_MEMORY_KIB
+        && p.t_cost() <= MAX_STORED_ITERATIONS
+        && p.p_cost() <= MAX_STORED_LANES
+}
+
+/// Runs argon2 with `params` into `out`, in this thread's reused memory when it needs no
+/// more than the settings' `keep` blocks (a larger, older hash gets memory of its own).
 fn argon2_into(
     params: Params,
+    keep: usize,
     password: &[u8],
     salt: &[u8],
     out: &mut [u8],
 ) -> Result<(), argon2::Error> {
     let blocks = params.block_count();
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
+    if blocks > keep {
+        let mut own = vec![Block::default(); blocks];
+        return argon.hash_password_into_with_memory(password, salt, out, &mut own[..]);
+    }
     MEMORY.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() < blocks {
@@ -62,7 +80,13 @@ fn argon2_into(
 fn hash_phc(params: &Params, password: &[u8]) -> Result<String, argon2::Error> {
     let salt = crate::crypto::random_bytes::<16>();
     let mut out = [0u8; 32];
-    argon2_into(params.clone(), password, &salt, &mut out)?;
+    argon2_into(
+        params.clone(),
+        params.block_count(),
+        password,
+        &salt,
+        &mut out,
+    )?;
     Ok(format!(
         "$argon2id$v=19$m={},t={},p={}${}${}",
         params.m_cost(),
@@ -75,7 +99,7 @@ fn hash_phc(params: &Params, password: &[u8]) -> Result<String, argon2::Error> {
 
 /// Checks `password` against an argon2id v19 PHC string; `None` when the string is of
 /// another shape (then the crate's own verifier decides).
-fn verify_phc(stored: &str, password: &[u8]) -> Option<bool> {
+fn verify_phc(stored: &str, password: &[u8], keep: usize) -> Option<bool> {
     let mut parts = stored.split('$');
     let ("", "argon2id", "v=19") = (parts.next()?, parts.next()?, parts.next()?) else {
         return None;
@@ -93,7 +117,7 @@ fn verify_phc(stored: &str, password: &[u8]) -> Option<bool> {
     let params = Params::new(cost[0]?, cost[1]?, cost[2]?, None).ok()?;
     let (salt, expected) = (B64.decode(salt).ok()?, B64.decode(hash).ok()?);
     let mut out = vec![0u8; expected.len()];
-    argon2_into(params, password, &salt, &mut out).ok()?;
+    argon2_into(params, keep, password, &salt, &mut out).ok()?;
     Some(crate::crypto::ct_eq(&out, &expected))
 }
 
@@ -167,7 +191,12 @@ impl Passwords {
                 let Ok(parsed) = PasswordHash::new(&stored) else {
                     return Verified::No;
                 };
-                let right = match verify_phc(&stored, password.as_bytes()) {
+                if !Params::try_from(&parsed).is_ok_and(|p| within_bounds(&p)) {
+                    tracing::error!("a stored password hash has unusable argon2 parameters");
+                    return Verified::No;
+                }
+                let keep = argon.params().block_count();
+                let right = match verify_phc(&stored, password.as_bytes(), keep) {
                     Some(right) => right,
                     None => argon.verify_password(password.as_bytes(), &parsed).is_ok(),
                 };
@@ -226,19 +255,23 @@ mod tests {
                 .verify_password(b"Correct#Horse9", &PasswordHash::new(&ours).unwrap())
                 .is_ok()
         );
-        assert_eq!(verify_phc(&ours, b"Correct#Horse9"), Some(true));
-        assert_eq!(verify_phc(&ours, b"Correct#Horse8"), Some(false));
+        assert_eq!(verify_phc(&ours, b"Correct#Horse9", 1024), Some(true));
+        assert_eq!(verify_phc(&ours, b"Correct#Horse8", 1024), Some(false));
         let theirs = crate_verifier
             .hash_password(b"Correct#Horse9")
             .unwrap()
             .to_string();
-        assert_eq!(verify_phc(&theirs, b"Correct#Horse9"), Some(true));
-        assert_eq!(verify_phc(&theirs, b"nope"), Some(false));
+        assert_eq!(verify_phc(&theirs, b"Correct#Horse9", 1024), Some(true));
+        assert_eq!(verify_phc(&theirs, b"nope", 16), Some(false));
         // Another shape is left to the crate; garbage is not a match.
         assert_eq!(
-            verify_phc("$argon2i$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA", b"x"),
+            verify_phc("$argon2i$v=19$m=256,t=1,p=1$c2FsdHNhbHQ$aGFzaA", b"x", 1024),
             None
         );
-        assert_eq!(verify_phc("$argon2id$v=19$m=x$$", b"x"), None);
+        assert_eq!(verify_phc("$argon2id$v=19$m=x$$", b"x", 1024), None);
+        assert!(within_bounds(&small()));
+        assert!(!within_bounds(
+            &Params::new(4 * 1024 * 1024, 1, 1, None).unwrap()
+        ));
     }
 }

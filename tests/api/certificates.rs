@@ -554,17 +554,28 @@ async fn the_owners_link_binds_the_card(backend: Backend) {
     })
     .await;
     let bob = app.create_user("bob").await;
-    let b = app.browser();
-    let (login, _) = present_unbound_card(&app, &pki, &b).await;
-    b.submit(&login, 0, &[("username", "bob"), ("password", PASSWORD)])
-        .await;
-    let mail = sink.wait_for("bob@example.fr", 1).await;
-    let link = mail
-        .split_whitespace()
-        .find(|w| w.contains("/certificate/bind/"))
-        .unwrap()
-        .to_owned();
-    let res = app.http.post(&link).send().await.unwrap();
+    // Bob's link, for the card met at first use after his password.
+    let link = |n: usize| {
+        let (app, pki, sink) = (&app, &pki, &sink);
+        async move {
+            let b = app.browser();
+            let (login, _) = present_unbound_card(app, pki, &b).await;
+            b.submit(&login, 0, &[("username", "bob"), ("password", PASSWORD)])
+                .await;
+            let mail = sink.wait_for("bob@example.fr", n).await;
+            mail.split_whitespace()
+                .find(|w| w.contains("/certificate/bind/"))
+                .unwrap()
+                .to_owned()
+        }
+    };
+    // A password reset (or a disabled account) voids a link still pending.
+    let first = link(1).await;
+    app.state.end_all_sessions(&bob.id).await.unwrap();
+    assert_eq!(app.http.post(&first).send().await.unwrap().status(), 400);
+
+    let second = link(2).await;
+    let res = app.http.post(&second).send().await.unwrap();
     assert_eq!(res.status(), 200);
     assert_eq!(
         app.state
@@ -575,7 +586,7 @@ async fn the_owners_link_binds_the_card(backend: Backend) {
         Some(bob.id)
     );
     assert!(
-        sink.wait_for("bob@example.fr", 2)
+        sink.wait_for("bob@example.fr", 3)
             .await
             .contains("a été ajouté")
     );

@@ -328,6 +328,9 @@ fn bad_settings_name_the_key_and_exit_non_zero() {
             ("SESAME_SERVICE_HOST", "10.0.0.7"),
             ("SESAME_PORT", "tcp://10.0.0.7:80"),
             ("SESAME_PORT_80_TCP_ADDR", "10.0.0.7"),
+            ("SESAME_REDIS_SERVICE_HOST", "10.0.0.8"),
+            ("SESAME_REDIS_PORT", "tcp://10.0.0.8:6379"),
+            ("SESAME_REDIS_PORT_6379_TCP_PORT", "6379"),
         ],
     );
     assert!(o.status.success(), "{}", text(&o).1);

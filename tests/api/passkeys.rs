@@ -141,7 +141,7 @@ async fn passkeys_register_sign_in_without_password_and_as_second_factor(backend
         .create_client(ClientSpec::portal("portal"))
         .await
         .unwrap();
-    app.create_user("alice").await;
+    let owner_id = app.create_user("alice").await.id;
     let owner = app.signed_in("alice", "portal").await;
 
     // Registration: the password is asked first; the answer is accepted once.
@@ -176,6 +176,13 @@ async fn passkeys_register_sign_in_without_password_and_as_second_factor(backend
     let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
     assert_eq!(claims["acr"], LOA2);
     assert_eq!(claims["amr"], json!(["hwk", "user", "mfa"]));
+    // The signature counter moved, where the clone check reads it.
+    let rows = app.state.db.passkeys_of(&owner_id).await.unwrap();
+    let stored: Value = serde_json::from_str(&rows[0].credential).unwrap();
+    assert_eq!(
+        stored.pointer("/cred/counter").and_then(Value::as_u64),
+        Some(1)
+    );
 
     // An answer is bound to its challenge: replayed on a new one, it is refused.
     let c = app.browser();
