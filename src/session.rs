@@ -91,8 +91,13 @@ impl AppState {
         };
         if self.now() - session.touched_at >= 60 {
             session.touched_at = self.now();
-            self.eph.put_json(&key, &session, ttl).await?;
-            self.eph.put(&sid_key(&session.sid), "1", ttl).await?;
+            // Only while it still exists: a logout or a reset racing with this request wins.
+            if !self.eph.put_json_if_present(&key, &session, ttl).await? {
+                return Ok(None);
+            }
+            self.eph
+                .put_if_present(&sid_key(&session.sid), "1", ttl)
+                .await?;
         }
         Ok(Some(Current { key, session }))
     }
@@ -163,9 +168,14 @@ impl AppState {
         Ok(())
     }
 
+    /// Writes the session back, unless it ended meanwhile (logout, reset): never revived.
     pub async fn save_session(&self, current: &Current) -> Result<(), EphemeralError> {
         match self.session_ttl(&current.session) {
-            Some(ttl) => self.eph.put_json(&current.key, &current.session, ttl).await,
+            Some(ttl) => self
+                .eph
+                .put_json_if_present(&current.key, &current.session, ttl)
+                .await
+                .map(drop),
             None => self.eph.delete(&current.key).await,
         }
     }

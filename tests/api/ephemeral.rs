@@ -72,6 +72,25 @@ async fn put_if_absent_keeps_the_first(backend: Backend) {
     );
 }
 
+async fn put_if_present_never_revives(backend: Backend) {
+    let s = store(&backend).await;
+    assert!(
+        !s.put_if_present("gone", "a", LONG).await.unwrap(),
+        "absent: nothing stored"
+    );
+    assert_eq!(s.get("gone").await.unwrap(), None);
+    s.put("here", "a", LONG).await.unwrap();
+    assert!(s.put_if_present("here", "b", LONG).await.unwrap());
+    assert_eq!(s.get("here").await.unwrap().as_deref(), Some("b"));
+    s.delete("here").await.unwrap();
+    assert!(!s.put_if_present("here", "c", LONG).await.unwrap());
+    assert_eq!(
+        s.get("here").await.unwrap(),
+        None,
+        "a deleted record stays deleted"
+    );
+}
+
 async fn counters_count_within_their_window(backend: Backend) {
     let s = store(&backend).await;
     for expected in 1..=5 {
@@ -135,6 +154,7 @@ crate::both_backends!(
     put_get_and_expiry,
     take_is_single_use_even_concurrently,
     put_if_absent_keeps_the_first,
+    put_if_present_never_revives,
     counters_count_within_their_window,
     delete_by_owner,
     json_records_round_trip,

@@ -59,6 +59,21 @@ impl MemoryStore {
         Ok(())
     }
 
+    pub async fn put_if_present(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        let Some(entry) = inner.live(key, now) else {
+            return Ok(false);
+        };
+        *entry = (value.to_owned(), now + ttl);
+        Ok(true)
+    }
+
     pub async fn put_if_absent(
         &self,
         key: &str,

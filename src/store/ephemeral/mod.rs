@@ -70,6 +70,17 @@ impl Ephemeral {
         dispatch!(self, s => s.put_if_absent(key, value, ttl).await)
     }
 
+    /// Overwrites only if `key` is still there (never brings back a deleted record); true
+    /// when this call stored it.
+    pub async fn put_if_present(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        dispatch!(self, s => s.put_if_present(key, value, ttl).await)
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<String>, EphemeralError> {
         dispatch!(self, s => s.get(key).await)
     }
@@ -119,6 +130,15 @@ impl Ephemeral {
         ttl: Duration,
     ) -> Result<(), EphemeralError> {
         self.put(key, &to_json(value), ttl).await
+    }
+
+    pub async fn put_json_if_present<T: Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        self.put_if_present(key, &to_json(value), ttl).await
     }
 
     pub async fn get_json<T: DeserializeOwned>(

@@ -119,6 +119,21 @@ impl RedisStore {
         Ok(self.run::<Option<String>>(&cmd).await?.is_some())
     }
 
+    pub async fn put_if_present(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<bool, EphemeralError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .arg("XX");
+        Ok(self.run::<Option<String>>(&cmd).await?.is_some())
+    }
+
     pub async fn get(&self, key: &str) -> Result<Option<String>, EphemeralError> {
         self.run(redis::cmd("GET").arg(self.key(key))).await
     }
