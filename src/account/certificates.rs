@@ -68,7 +68,12 @@ pub async fn remove(
             .await?;
         let factor = format!("{} ({})", text(locale, "cert.factor"), form.national_id);
         notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
-        Ok::<_, Internal>(super::done(&state, locale, "cert.removed", None))
+        // A card is removed when lost: whoever holds it (and its PIN) loses the sessions too.
+        state.end_all_sessions(&user.id).await?;
+        let mut res = super::done(&state, locale, "cert.removed", None);
+        res.headers_mut()
+            .append(axum::http::header::SET_COOKIE, state.clear_session_cookie());
+        Ok::<_, Internal>(res)
     };
     result.await.unwrap_or_else(|e| internal(&state, locale, e))
 }

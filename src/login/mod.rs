@@ -276,8 +276,8 @@ async fn sign_in(
             ("login_refused_temporary_lapsed", None)
         }
         (Some(u), Verified::Yes(rehash)) => {
-            if let Some(h) = rehash {
-                state.db.set_password_hash(&u.id, &h).await?;
+            if let (Some(h), Some(was)) = (rehash, u.password_hash.as_deref()) {
+                state.db.rehash_password(&u.id, was, &h).await?;
             }
             state.account_succeeded(&identifier).await?;
             if u.must_change_password(now, p.max_age_days) {

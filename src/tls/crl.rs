@@ -65,6 +65,8 @@ impl std::fmt::Debug for RevocationUnknown {
 #[derive(Debug, Clone)]
 struct Crl {
     der: CertificateRevocationListDer<'static>,
+    /// The issuer's name (DER): a slot keeps the CA of its first list.
+    issuer: Vec<u8>,
     this_update: i64,
     next_update: Option<i64>,
 }
@@ -98,6 +100,7 @@ impl Crl {
             return Err(forged("thisUpdate is in the future"));
         }
         Ok(Self {
+            issuer: crl.issuer().as_raw().to_vec(),
             this_update: crl.last_update().timestamp(),
             next_update: crl.next_update().map(|t| t.timestamp()),
             der,
@@ -214,6 +217,13 @@ impl LiveVerifier {
         if let Some(old) = &slot.crl {
             if old.der == crl.der {
                 return Ok(());
+            }
+            // Another CA's genuine list served at this address must not stand in for this one.
+            if old.issuer != crl.issuer {
+                return Err(CrlError::Forged(
+                    slot.source.to_string(),
+                    "issued by another CA than the list in hand".into(),
+                ));
             }
             // An older list (a replay by whoever serves it) must not undo revocations.
             if crl.this_update < old.this_update {

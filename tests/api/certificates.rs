@@ -233,6 +233,11 @@ async fn the_owner_unbinds_a_card_from_mon_compte(backend: Backend) {
     assert_eq!(try_card(&app, &pki.good).await.0, 303, "still bound");
     let done = alice.submit(&account, i, &[("password", PASSWORD)]).await;
     assert_eq!(done.status(), 200);
+    assert_eq!(
+        alice.get("/account").await.status(),
+        401,
+        "a lost card ends the account's sessions"
+    );
     assert_eq!(app.state.db.user_for_certificate(&id).await.unwrap(), None);
     let (status, _) = try_card(&app, &pki.good).await;
     assert_eq!(status, 403, "the card signs no one in any more");

@@ -686,7 +686,41 @@ async fn mail_waits_out_an_smtp_outage(backend: Backend) {
     assert_eq!(app.state.db.pending_mail_count().await.unwrap(), 0);
 }
 
+async fn a_hash_made_with_weaker_settings_is_upgraded_at_sign_in(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_client(ClientSpec::portal("portal")).await;
+    let user = app.create_user("alice").await;
+    let weak_settings = sesame::config::PasswordSettings {
+        argon2_memory_kib: 1024,
+        argon2_iterations: 1,
+        ..Default::default()
+    };
+    let weak = sesame::login::password::Passwords::new(&weak_settings)
+        .unwrap()
+        .hash(PASSWORD)
+        .await
+        .unwrap();
+    let strong = user.password_hash.clone().unwrap();
+    app.state
+        .db
+        .rehash_password(&user.id, &strong, &weak)
+        .await
+        .unwrap();
+    let before = app.state.db.user_by_id(&user.id).await.unwrap().unwrap();
+    assert_eq!(
+        before.password_hash.as_deref(),
+        Some(weak.as_str()),
+        "stored weak"
+    );
+    app.signed_in("alice", "portal").await;
+    let stored = app.state.db.user_by_id(&user.id).await.unwrap().unwrap();
+    let stored = stored.password_hash.unwrap();
+    assert!(stored.contains("m=19456,t=2,p=1"), "re-hashed: {stored}");
+    assert_ne!(stored, weak);
+}
+
 both_backends!(
+    a_hash_made_with_weaker_settings_is_upgraded_at_sign_in,
     f1_f3_temporary_password_then_forced_change_then_the_portal,
     f2_operator_reset_and_expire,
     f4_forgotten_password,

@@ -85,11 +85,18 @@ impl Db {
         row.map(|r| user_from_row(&r)).transpose()
     }
 
-    /// Replaces the stored hash (argon2 parameters raised, or a new password).
-    pub async fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<(), DbError> {
-        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2")
+    /// Replaces the hash of the same password (stronger settings) only if it is still the one
+    /// that was verified: a password change or reset in the meantime wins.
+    pub async fn rehash_password(
+        &self,
+        user_id: &str,
+        was: &str,
+        hash: &str,
+    ) -> Result<(), DbError> {
+        sqlx::query("UPDATE users SET password_hash = $1 WHERE id = $2 AND password_hash = $3")
             .bind(hash)
             .bind(user_id)
+            .bind(was)
             .execute(self.pool())
             .await?;
         Ok(())
