@@ -6,9 +6,8 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{csrf, internal, notify, password_refused, signin_first};
+use super::{internal, notify, owner, password_refused, signin_first};
 use crate::app::{AppState, Internal};
-use crate::crypto::ct_eq;
 use crate::mail::Kind;
 use crate::store::db::audit::AuditEvent;
 use crate::web::Locale;
@@ -32,18 +31,9 @@ pub async fn remove(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let Some(c) = state
-            .current_session(&headers)
-            .await?
-            .filter(|c| ct_eq(form.csrf_token.as_bytes(), csrf(c).as_bytes()))
-        else {
+        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
             return Ok(signin_first(&state, locale));
         };
-        let user = state
-            .db
-            .user_by_id(&c.session.user_id)
-            .await?
-            .ok_or(Internal::Gone)?;
         if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
             return Ok(refusal);
         }

@@ -180,6 +180,28 @@ pub fn done(
     Page::ok(html).into_response()
 }
 
+/// The signed-in session and its account, if the form's CSRF token is the session's own:
+/// how every « Mon compte » change starts.
+pub(crate) async fn owner(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf_token: &str,
+) -> Result<Option<(Current, crate::domain::user::User)>, Internal> {
+    let Some(c) = state
+        .current_session(headers)
+        .await?
+        .filter(|c| ct_eq(csrf_token.as_bytes(), csrf(c).as_bytes()))
+    else {
+        return Ok(None);
+    };
+    let user = state
+        .db
+        .user_by_id(&c.session.user_id)
+        .await?
+        .ok_or(Internal::Gone)?;
+    Ok(Some((c, user)))
+}
+
 pub(crate) fn signin_first(state: &AppState, locale: Locale) -> Response {
     state
         .pages

@@ -11,10 +11,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::{csrf, internal, notify, page, password_refused, signin_first};
+use super::{csrf, internal, notify, owner, page, password_refused, signin_first};
 use crate::app::{AppState, Internal};
-use crate::crypto::{ct_eq, token_hash};
-use crate::domain::user::User;
+use crate::crypto::token_hash;
 use crate::login::passkey::{credential_key, user_handle};
 use crate::mail::Kind;
 use crate::session::Current;
@@ -51,27 +50,6 @@ fn pending_key(c: &Current) -> String {
     format!("passkey_reg:{}", token_hash(&c.key))
 }
 
-/// The signed-in session and its account, if the form's CSRF token is the session's own.
-async fn guarded(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &PasskeyForm,
-) -> Result<Option<(Current, User)>, Internal> {
-    let Some(c) = state
-        .current_session(headers)
-        .await?
-        .filter(|c| ct_eq(form.csrf_token.as_bytes(), csrf(c).as_bytes()))
-    else {
-        return Ok(None);
-    };
-    let user = state
-        .db
-        .user_by_id(&c.session.user_id)
-        .await?
-        .ok_or(Internal::Gone)?;
-    Ok(Some((c, user)))
-}
-
 /// A name of 1 to 64 printable characters; the default name when left empty.
 fn clean_name(name: &str, locale: Locale) -> String {
     let name: String = name.chars().filter(|c| !c.is_control()).take(64).collect();
@@ -96,9 +74,10 @@ pub async fn start(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let (Some(rp), Some((c, user))) =
-            (&state.webauthn, guarded(&state, &headers, &form).await?)
-        else {
+        let (Some(rp), Some((c, user))) = (
+            &state.webauthn,
+            owner(&state, &headers, &form.csrf_token).await?,
+        ) else {
             return Ok(signin_first(&state, locale));
         };
         if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
@@ -151,9 +130,10 @@ pub async fn finish(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let (Some(rp), Some((c, user))) =
-            (&state.webauthn, guarded(&state, &headers, &form).await?)
-        else {
+        let (Some(rp), Some((c, user))) = (
+            &state.webauthn,
+            owner(&state, &headers, &form.csrf_token).await?,
+        ) else {
             return Ok(signin_first(&state, locale));
         };
         let refused =
@@ -211,7 +191,7 @@ pub async fn remove(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let Some((c, user)) = guarded(&state, &headers, &form).await? else {
+        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
             return Ok(signin_first(&state, locale));
         };
         if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{csrf, internal, notify, password_refused, signin_first};
+use super::{csrf, internal, notify, owner, password_refused, signin_first};
 use crate::app::{AppState, Internal};
-use crate::crypto::{ct_eq, token_hash};
+use crate::crypto::token_hash;
 use crate::login::totp::{authenticator, recovery_codes, recovery_hash};
 use crate::mail::Kind;
 use crate::session::Current;
@@ -34,18 +34,6 @@ fn pending_key(c: &Current) -> String {
     format!("totp_pending:{}", token_hash(&c.key))
 }
 
-/// The signed-in session, if the form's CSRF token is its own.
-async fn guarded(
-    state: &AppState,
-    headers: &HeaderMap,
-    form: &TotpForm,
-) -> Result<Option<Current>, Internal> {
-    Ok(state
-        .current_session(headers)
-        .await?
-        .filter(|c| ct_eq(form.csrf_token.as_bytes(), csrf(c).as_bytes())))
-}
-
 pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -53,14 +41,9 @@ pub async fn start(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let Some(c) = guarded(&state, &headers, &form).await? else {
+        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
             return Ok(signin_first(&state, locale));
         };
-        let user = state
-            .db
-            .user_by_id(&c.session.user_id)
-            .await?
-            .ok_or(Internal::Gone)?;
         // A session alone must not be enough to swap in another authenticator.
         if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
             return Ok(refusal);
@@ -90,14 +73,9 @@ pub async fn confirm(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let Some(c) = guarded(&state, &headers, &form).await? else {
+        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
             return Ok(signin_first(&state, locale));
         };
-        let user = state
-            .db
-            .user_by_id(&c.session.user_id)
-            .await?
-            .ok_or(Internal::Gone)?;
         let Some(secret) = state.eph.get(&pending_key(&c)).await? else {
             return Ok(signin_first(&state, locale));
         };
@@ -155,14 +133,9 @@ pub async fn remove(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let Some(c) = guarded(&state, &headers, &form).await? else {
+        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
             return Ok(signin_first(&state, locale));
         };
-        let user = state
-            .db
-            .user_by_id(&c.session.user_id)
-            .await?
-            .ok_or(Internal::Gone)?;
         if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
             return Ok(refusal);
         }
