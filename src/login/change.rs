@@ -12,10 +12,9 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 
 use super::throttle::Recheck;
-use super::{Halt, load};
+use super::{Halt, load, load_posted, pending_account};
 use crate::account::password::messages;
 use crate::app::{AppState, Internal};
-use crate::crypto::ct_eq;
 use crate::oidc::grant::{Interaction, interaction_key};
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
@@ -78,17 +77,9 @@ pub async fn submit(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let (mut i, _) = load(&state, &headers, &uid).await?;
+        let (mut i, _) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
         let user_id = i.must_change.clone().ok_or(Halt::Expired)?;
-        if !ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) {
-            return Err(Halt::Expired);
-        }
-        let user = state
-            .db
-            .user_by_id(&user_id)
-            .await?
-            .filter(|u| !u.disabled)
-            .ok_or(Halt::Expired)?;
+        let user = pending_account(&state, &user_id).await?;
         let l = i.locale;
         let retry = |errors: Vec<String>| {
             let (state, uid, i, name) = (&state, &uid, &i, user.username.to_string());

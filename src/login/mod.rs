@@ -82,6 +82,34 @@ pub(crate) async fn load(
     Ok((interaction, client))
 }
 
+/// `load`, for a form posted from the request's own page (its CSRF token checked).
+pub(crate) async fn load_posted(
+    state: &AppState,
+    headers: &HeaderMap,
+    uid: &str,
+    csrf_token: &str,
+) -> Result<(Interaction, Client), Halt> {
+    let (i, client) = load(state, headers, uid).await?;
+    if !ct_eq(csrf_token.as_bytes(), i.csrf.as_bytes()) {
+        return Err(Halt::Expired);
+    }
+    Ok((i, client))
+}
+
+/// The account a pending request is about (password to change, second factor to give), if
+/// it is still active.
+pub(crate) async fn pending_account(
+    state: &AppState,
+    user_id: &str,
+) -> Result<crate::domain::user::User, Halt> {
+    state
+        .db
+        .user_by_id(user_id)
+        .await?
+        .filter(|u| !u.disabled)
+        .ok_or(Halt::Expired)
+}
+
 #[derive(Deserialize)]
 pub struct LoginForm {
     #[serde(default)]

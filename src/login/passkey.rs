@@ -16,7 +16,7 @@ use webauthn_rs::prelude::{
     Webauthn, WebauthnBuilder,
 };
 
-use super::{Halt, Proof, finish_login, load};
+use super::{Halt, Proof, finish_login, load, load_posted};
 use crate::app::{AppState, Internal};
 use crate::config::Settings;
 use crate::crypto::{b64url, ct_eq};
@@ -259,10 +259,7 @@ pub async fn submit(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let (mut i, client) = load(&state, &headers, &uid).await?;
-        if !ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) {
-            return Err(Halt::Expired);
-        }
+        let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
         let after_password = i.second_factor.clone();
         let proof = state
             .passkey_answer(&uid, &form.credential)

@@ -12,9 +12,9 @@ use serde::Deserialize;
 use totp_rs::{Builder, Secret, Totp};
 
 use super::throttle::Gate;
-use super::{Halt, Proof, finish_login, load};
+use super::{Halt, Proof, finish_login, load, load_posted, pending_account};
 use crate::app::{AppState, Internal};
-use crate::crypto::{ct_eq, random_bytes, token_hash};
+use crate::crypto::{random_bytes, token_hash};
 use crate::oidc::grant::Interaction;
 use crate::store::db::audit::AuditEvent;
 use crate::web::form::PageForm;
@@ -126,17 +126,9 @@ pub async fn submit(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
-        let (mut i, client) = load(&state, &headers, &uid).await?;
+        let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
         let user_id = i.second_factor.clone().ok_or(Halt::Expired)?;
-        if !ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) {
-            return Err(Halt::Expired);
-        }
-        let user = state
-            .db
-            .user_by_id(&user_id)
-            .await?
-            .filter(|u| !u.disabled)
-            .ok_or(Halt::Expired)?;
+        let user = pending_account(&state, &user_id).await?;
         let identifier = user.username.to_string();
         let l = i.locale;
         if let Gate::Wait(s) = state.account_gate(&identifier).await? {
@@ -175,7 +167,9 @@ pub async fn submit(
         )
         .await)
     };
-    result.await.unwrap_or_else(|h| h.respond(&state, locale))
+    result
+        .await
+        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
 }
 
 /// The second-factor page: the user's passkeys (a fresh challenge) and/or the code form.
