@@ -9,9 +9,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use bytes::Bytes;
-use tower_http::request_id::{
-    MakeRequestId, PropagateRequestIdLayer, RequestId, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::trace::TraceLayer;
 
 use crate::config::{RedisUrls, Settings};
@@ -173,32 +171,6 @@ pub async fn open_ephemeral(
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// Request ids `<process tag>-<counter>`: unique across replicas and restarts without a
-/// random draw (a syscall) per request.
-#[derive(Clone)]
-struct RequestIds {
-    tag: Arc<str>,
-    next: Arc<std::sync::atomic::AtomicU64>,
-}
-
-impl Default for RequestIds {
-    fn default() -> Self {
-        Self {
-            tag: crate::crypto::b64url(crate::crypto::random_bytes::<6>()).into(),
-            next: Default::default(),
-        }
-    }
-}
-
-impl MakeRequestId for RequestIds {
-    fn make_request_id<B>(&mut self, _: &Request<B>) -> Option<RequestId> {
-        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        axum::http::HeaderValue::from_str(&format!("{}-{n:x}", self.tag))
-            .ok()
-            .map(RequestId::new)
-    }
-}
-
 pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(login::home))
@@ -250,7 +222,7 @@ pub fn router(state: AppState) -> Router {
             let route = req.extensions().get::<axum::extract::MatchedPath>().map(|p| p.as_str().to_owned());
                 tracing::info_span!("http", method = %req.method(), route = route.as_deref().unwrap_or("-"), request_id = %id)
         }))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, RequestIds::default()))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)
 }
 
