@@ -207,6 +207,16 @@ async fn start(app: &TestApp, b: &Browser) -> (String, crate::helpers::AuthReque
     (page.trim_start_matches("/interaction/").to_owned(), req)
 }
 
+/// The card as a trusted TLS-terminating proxy forwards it (RFC 9440 `Client-Cert`).
+async fn via_proxy(app: &TestApp, uid: &str, card: &Card) -> reqwest::Response {
+    app.http
+        .get(app.url(&format!("/certificate/{uid}")))
+        .header("client-cert", rfc9440(card))
+        .send()
+        .await
+        .unwrap()
+}
+
 fn rfc9440(card: &Card) -> String {
     format!(
         ":{}:",
@@ -260,13 +270,7 @@ async fn cards_through_a_trusted_proxy(backend: Backend) {
     ] {
         let b = app.browser();
         let (uid, _) = start(&app, &b).await;
-        let res = app
-            .http
-            .get(app.url(&format!("/certificate/{uid}")))
-            .header("client-cert", rfc9440(c))
-            .send()
-            .await
-            .unwrap();
+        let res = via_proxy(&app, &uid, c).await;
         assert_eq!(res.status(), 403, "{name}");
         assert!(
             res.text().await.unwrap().contains(if name == "unbound" {
@@ -279,13 +283,7 @@ async fn cards_through_a_trusted_proxy(backend: Backend) {
     }
     let b = app.browser();
     let (uid, req) = start(&app, &b).await;
-    let res = app
-        .http
-        .get(app.url(&format!("/certificate/{uid}")))
-        .header("client-cert", rfc9440(&pki.good))
-        .send()
-        .await
-        .unwrap();
+    let res = via_proxy(&app, &uid, &pki.good).await;
     assert_eq!(res.status(), 303);
     let back = location(&res);
     assert!(back.contains(&format!("/interaction/{uid}/certificate?token=")));
@@ -331,19 +329,12 @@ async fn cards_through_a_trusted_proxy(backend: Backend) {
     );
 }
 
-/// The ID token's claims after the portal redeems `code`.
 async fn the_header_is_ignored_from_anyone_else(backend: Backend) {
     let pki = pki();
     let (app, _) = app_with(backend, &pki, false).await;
     let b = app.browser();
     let (uid, _) = start(&app, &b).await;
-    let res = app
-        .http
-        .get(app.url(&format!("/certificate/{uid}")))
-        .header("client-cert", rfc9440(&pki.good))
-        .send()
-        .await
-        .unwrap();
+    let res = via_proxy(&app, &uid, &pki.good).await;
     assert_eq!(res.status(), 403);
     assert!(res.text().await.unwrap().contains("Aucun certificat"));
 }
@@ -414,13 +405,7 @@ async fn present_unbound_card(
     b: &Browser,
 ) -> (String, crate::helpers::AuthRequest) {
     let (uid, req) = start(app, b).await;
-    let res = app
-        .http
-        .get(app.url(&format!("/certificate/{uid}")))
-        .header("client-cert", rfc9440(&pki.unbound))
-        .send()
-        .await
-        .unwrap();
+    let res = via_proxy(&app, &uid, &pki.unbound).await;
     assert_eq!(res.status(), 303, "a valid card, bound to no one yet");
     let res = b.get(&location(&res)).await;
     assert_eq!(location(&res), format!("/interaction/{uid}"));
@@ -532,13 +517,7 @@ async fn an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent(ba
     // From now on the card alone signs Carol in.
     let d = app.browser();
     let (uid, req) = start(&app, &d).await;
-    let res = app
-        .http
-        .get(app.url(&format!("/certificate/{uid}")))
-        .header("client-cert", rfc9440(&pki.unbound))
-        .send()
-        .await
-        .unwrap();
+    let res = via_proxy(&app, &uid, &pki.unbound).await;
     let res = d.get(&location(&res)).await;
     let code = query(&location(&res))["code"].clone();
     let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;
@@ -639,13 +618,7 @@ fn hours(h: i64) -> time::Duration {
 async fn try_card(app: &TestApp, card: &Card) -> (u16, String) {
     let b = app.browser();
     let (uid, _) = start(app, &b).await;
-    let res = app
-        .http
-        .get(app.url(&format!("/certificate/{uid}")))
-        .header("client-cert", rfc9440(card))
-        .send()
-        .await
-        .unwrap();
+    let res = via_proxy(&app, &uid, card).await;
     let status = res.status().as_u16();
     if status != 403 {
         return (status, String::new());
