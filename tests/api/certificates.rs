@@ -405,7 +405,7 @@ async fn present_unbound_card(
     b: &Browser,
 ) -> (String, crate::helpers::AuthRequest) {
     let (uid, req) = start(app, b).await;
-    let res = via_proxy(&app, &uid, &pki.unbound).await;
+    let res = via_proxy(app, &uid, &pki.unbound).await;
     assert_eq!(res.status(), 303, "a valid card, bound to no one yet");
     let res = b.get(&location(&res)).await;
     assert_eq!(location(&res), format!("/interaction/{uid}"));
@@ -618,7 +618,7 @@ fn hours(h: i64) -> time::Duration {
 async fn try_card(app: &TestApp, card: &Card) -> (u16, String) {
     let b = app.browser();
     let (uid, _) = start(app, &b).await;
-    let res = via_proxy(&app, &uid, card).await;
+    let res = via_proxy(app, &uid, card).await;
     let status = res.status().as_u16();
     if status != 403 {
         return (status, String::new());
