@@ -34,6 +34,10 @@ pub struct Settings {
     pub passkeys: PasskeySettings,
     pub tls: TlsSettings,
     pub mtls: MtlsSettings,
+    /// Proxies whose `X-Forwarded-For` is believed (addresses or CIDR ranges): the client is
+    /// the right-most hop that is not one of them. Nothing else: forwarding a client
+    /// certificate is `mtls.trusted_proxies` plus its secret.
+    pub trusted_proxies: Vec<crate::forwarded::ProxyNet>,
     pub log_format: LogFormat,
 }
 
@@ -73,8 +77,23 @@ pub struct MtlsSettings {
     /// 0 = fail closed: certificates are refused as soon as a CRL is out of date.
     pub crl_grace_hours: u64,
     pub identity: CertIdentity,
-    /// Addresses of TLS-terminating proxies allowed to forward a client certificate in a header.
-    pub trusted_proxies: Vec<std::net::IpAddr>,
+    /// TLS-terminating proxies (addresses or CIDR ranges) that may forward a verified client
+    /// certificate in `proxy_header`, on the certificate route of `url`'s host only, and
+    /// only with `proxy_secret`. Empty: forwarded certificates are never read.
+    pub trusted_proxies: Vec<crate::forwarded::ProxyNet>,
+    /// The one header format the proxy uses: `client-cert` (RFC 9440) or `x-ssl-client-cert`
+    /// (nginx's `$ssl_client_escaped_cert`).
+    pub proxy_header: Option<ProxyHeader>,
+    /// A secret (at least 32 characters) the proxy sends in `Sesame-Proxy-Secret`: the proof
+    /// that the certificate header was written by the proxy, not by a client through it.
+    pub proxy_secret: Option<String>,
+    /// Refuse to start with `client_ca` but no `crl`: a card revoked after loss or theft
+    /// would still sign in. Set to `false` only on purpose (a test PKI, a CA without CRLs).
+    pub crl_required: bool,
+    /// Connections the mTLS listener serves at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// How long a client has to finish the TLS handshake and send its request headers.
+    pub handshake_timeout_seconds: u64,
     /// A valid card bound to no account may be bound by signing in (password, and the second
     /// factor if the account has one) in the same request. Off by default: it lets whoever
     /// knows an account's password attach their own card to it (the owner is e-mailed).
@@ -92,7 +111,31 @@ impl Default for MtlsSettings {
             crl_grace_hours: 0,
             identity: CertIdentity::default(),
             trusted_proxies: Vec::new(),
+            proxy_header: None,
+            proxy_secret: None,
+            crl_required: true,
+            max_connections: 256,
+            handshake_timeout_seconds: 10,
             bind_on_first_use: false,
+        }
+    }
+}
+
+/// How a TLS-terminating proxy forwards the client certificate.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProxyHeader {
+    /// RFC 9440 `Client-Cert: :base64-DER:` (+ `Client-Cert-Chain`).
+    ClientCert,
+    /// nginx: `X-SSL-Client-Cert: $ssl_client_escaped_cert` (URL-encoded PEM).
+    XSslClientCert,
+}
+
+impl ProxyHeader {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProxyHeader::ClientCert => "client-cert",
+            ProxyHeader::XSslClientCert => "x-ssl-client-cert",
         }
     }
 }
@@ -303,6 +346,7 @@ impl Default for Settings {
             passkeys: PasskeySettings::default(),
             tls: TlsSettings::default(),
             mtls: MtlsSettings::default(),
+            trusted_proxies: Vec::new(),
             log_format: LogFormat::Text,
         }
     }
@@ -522,6 +566,21 @@ impl Settings {
                 expected: "tls.cert, tls.key and mtls.client_ca set as well".into(),
             });
         }
+        self.validate_mtls_proxy()?;
+        if self.mtls.client_ca.is_some() && self.mtls.crl.is_empty() && self.mtls.crl_required {
+            return Err(SettingsError::Invalid {
+                key: "mtls.crl",
+                expected: "at least one CRL for mtls.client_ca (a lost or stolen card must stop \
+                           signing in); set mtls.crl_required = false only on purpose"
+                    .into(),
+            });
+        }
+        if self.mtls.max_connections == 0 || self.mtls.handshake_timeout_seconds == 0 {
+            return Err(SettingsError::Invalid {
+                key: "mtls.max_connections",
+                expected: "max_connections and handshake_timeout_seconds at least 1".into(),
+            });
+        }
         if self.mtls.crl_refresh_seconds == 0 {
             return Err(SettingsError::Invalid {
                 key: "mtls.crl_refresh_seconds",
@@ -535,6 +594,62 @@ impl Settings {
             });
         }
         Ok(())
+    }
+
+    /// A forwarded certificate needs all of: proxies, one header format, a secret, and a
+    /// certificate host apart from the issuer's (the only place the header is read).
+    fn validate_mtls_proxy(&self) -> Result<(), SettingsError> {
+        let m = &self.mtls;
+        if m.trusted_proxies.is_empty() {
+            return Ok(());
+        }
+        let invalid = |key, expected: &str| SettingsError::Invalid {
+            key,
+            expected: expected.into(),
+        };
+        if m.client_ca.is_none() {
+            return Err(invalid(
+                "mtls.client_ca",
+                "set, to verify forwarded certificates",
+            ));
+        }
+        if m.proxy_header.is_none() {
+            return Err(invalid(
+                "mtls.proxy_header",
+                "client-cert (RFC 9440) or x-ssl-client-cert (nginx) with mtls.trusted_proxies",
+            ));
+        }
+        if m.proxy_secret.as_ref().is_none_or(|s| s.len() < 32) {
+            return Err(invalid(
+                "mtls.proxy_secret",
+                "a secret of at least 32 characters, sent by the proxy in Sesame-Proxy-Secret",
+            ));
+        }
+        let host = m
+            .url
+            .as_deref()
+            .and_then(|u| url::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(str::to_owned));
+        let issuer_host = url::Url::parse(&self.issuer)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned));
+        if host.is_none() || host == issuer_host {
+            return Err(invalid(
+                "mtls.url",
+                "the proxy's certificate host (https://carte.example.fr), apart from the issuer's",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The host on which a forwarded certificate is read (`mtls.url`'s), when forwarding is on.
+    pub fn certificate_host(&self) -> Option<String> {
+        let url = url::Url::parse(self.mtls.url.as_deref()?).ok()?;
+        let host = url.host_str()?;
+        Some(match url.port() {
+            Some(p) => format!("{host}:{p}"),
+            None => host.to_owned(),
+        })
     }
 
     pub fn secure_cookies(&self) -> bool {

@@ -20,6 +20,7 @@ pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
+pub mod forwarded;
 pub mod keys;
 pub mod login;
 pub mod mail;

@@ -190,38 +190,78 @@ fn der_utf8(bytes: &[u8]) -> Option<String> {
     matches!(tag, 0x0C | 0x16 | 0x13).then(|| String::from_utf8_lossy(value).into_owned())
 }
 
-/// A client certificate forwarded by a TLS-terminating proxy: RFC 9440 `Client-Cert`
-/// (`:base64-DER:`), or nginx's `$ssl_client_escaped_cert` (URL-encoded PEM) in
-/// `X-SSL-Client-Cert`.
-pub fn from_headers(headers: &axum::http::HeaderMap) -> Option<Vec<CertificateDer<'static>>> {
+/// The header in which a proxy proves itself (see `mtls.proxy_secret`).
+pub const PROXY_SECRET_HEADER: &str = "sesame-proxy-secret";
+
+/// A client certificate forwarded by a TLS-terminating proxy, read only when everything
+/// holds: the peer is one of `mtls.trusted_proxies`, the request is for the certificate host
+/// (`mtls.url`), and it carries the proxy's secret. CPS certificates are public, so a header
+/// anyone could write would be a card anyone could present.
+pub fn forwarded_chain(
+    s: &Settings,
+    peer: std::net::IpAddr,
+    headers: &axum::http::HeaderMap,
+) -> Option<Vec<CertificateDer<'static>>> {
+    let m = &s.mtls;
+    let format = m.proxy_header?;
+    if !m.trusted_proxies.iter().any(|p| p.contains(peer)) {
+        return None;
+    }
+    let host = headers.get(axum::http::header::HOST)?.to_str().ok()?;
+    if !host.eq_ignore_ascii_case(&s.certificate_host()?) {
+        return None;
+    }
+    let sent = headers.get(PROXY_SECRET_HEADER)?.as_bytes();
+    let secret = m.proxy_secret.as_deref()?.as_bytes();
+    if !crate::crypto::ct_eq(&crate::crypto::sha256(sent), &crate::crypto::sha256(secret)) {
+        return None;
+    }
+    from_header(format, headers)
+}
+
+/// RFC 9440 `Client-Cert` (`:base64-DER:`, + `Client-Cert-Chain`), or nginx's
+/// `$ssl_client_escaped_cert` (URL-encoded PEM) in `X-SSL-Client-Cert`: the one configured.
+fn from_header(
+    format: crate::config::ProxyHeader,
+    headers: &axum::http::HeaderMap,
+) -> Option<Vec<CertificateDer<'static>>> {
+    use crate::config::ProxyHeader;
     use base64::Engine;
     let b64 = base64::engine::general_purpose::STANDARD;
-    if let Some(v) = headers.get("client-cert").and_then(|v| v.to_str().ok()) {
-        let der = b64.decode(v.trim().trim_matches(':')).ok()?;
-        let mut chain = vec![CertificateDer::from(der)];
-        if let Some(rest) = headers
-            .get("client-cert-chain")
-            .and_then(|v| v.to_str().ok())
-        {
-            for item in rest.split(',') {
-                chain.push(CertificateDer::from(
-                    b64.decode(item.trim().trim_matches(':')).ok()?,
-                ));
+    let one = |name: &str| {
+        let mut all = headers.get_all(name).iter();
+        let v = all.next()?;
+        // Two copies: one of them was not written by the proxy.
+        all.next().is_none().then_some(v)?.to_str().ok()
+    };
+    match format {
+        ProxyHeader::ClientCert => {
+            let der = b64
+                .decode(one("client-cert")?.trim().trim_matches(':'))
+                .ok()?;
+            let mut chain = vec![CertificateDer::from(der)];
+            if let Some(rest) = one("client-cert-chain") {
+                for item in rest.split(',') {
+                    chain.push(CertificateDer::from(
+                        b64.decode(item.trim().trim_matches(':')).ok()?,
+                    ));
+                }
             }
+            Some(chain)
         }
-        return Some(chain);
+        ProxyHeader::XSslClientCert => {
+            let v = one("x-ssl-client-cert")?;
+            let pem: String =
+                url::form_urlencoded::parse(format!("x={}", v.replace('+', "%2B")).as_bytes())
+                    .map(|(_, v)| v.into_owned())
+                    .next()?;
+            let chain: Vec<CertificateDer<'static>> =
+                CertificateDer::pem_slice_iter(pem.as_bytes())
+                    .filter_map(Result::ok)
+                    .collect();
+            (!chain.is_empty()).then_some(chain)
+        }
     }
-    let v = headers
-        .get("x-ssl-client-cert")
-        .and_then(|v| v.to_str().ok())?;
-    let pem: String =
-        url::form_urlencoded::parse(format!("x={}", v.replace('+', "%2B")).as_bytes())
-            .map(|(_, v)| v.into_owned())
-            .next()?;
-    let chain: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem.as_bytes())
-        .filter_map(Result::ok)
-        .collect();
-    (!chain.is_empty()).then_some(chain)
 }
 
 /// Serves `app` over TLS on `addr`, putting each connection's client chain into its requests.

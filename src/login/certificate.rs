@@ -69,20 +69,17 @@ async fn on_mtls(
     check(&state, &headers, &uid, &chain).await
 }
 
-/// The same step behind a TLS-terminating proxy: the certificate comes in a header, taken
-/// only from the configured proxy addresses, and its chain is verified here all the same.
+/// The same step behind a TLS-terminating proxy: the certificate comes in a header, read
+/// only from a proxy that proved itself on the certificate host (`tls::forwarded_chain`),
+/// and its chain is verified here all the same.
 pub async fn from_proxy(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uid): Path<String>,
 ) -> Response {
-    let trusted = state.settings.mtls.trusted_proxies.contains(&peer.ip());
-    let chain = if trusted {
-        crate::tls::from_headers(&headers).unwrap_or_default()
-    } else {
-        Vec::new()
-    };
+    let chain =
+        crate::tls::forwarded_chain(&state.settings, peer.ip(), &headers).unwrap_or_default();
     check(&state, &headers, &uid, &chain).await
 }
 

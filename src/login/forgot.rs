@@ -89,8 +89,9 @@ pub async fn submit(
     let locale = Locale::negotiate(None, &headers);
     let result = async {
         let address = state.client_ip(&peer, &headers);
+        // Every request counts, before anything is checked or sent.
         if let Gate::Wait(s) = state
-            .address_gate("forgot", &address, FORGOT_PER_ADDRESS)
+            .address_attempt("forgot", &address, FORGOT_PER_ADDRESS)
             .await?
         {
             let msg = text_n(locale, "throttle.wait", s as i64);
@@ -104,9 +105,6 @@ pub async fn submit(
             )
             .await;
         }
-        state
-            .address_count("forgot", &address, FORGOT_PER_ADDRESS)
-            .await?;
         if !state.spend_form_token(&form.csrf_token).await? {
             return forgot_page(
                 &state,

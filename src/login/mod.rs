@@ -274,8 +274,10 @@ async fn sign_in(
         .as_ref()
         .map(|u| u.to_string())
         .unwrap_or_else(|_| username.trim().to_lowercase());
+    // Counted before the password is checked, so that parallel guesses all count; a right
+    // password gives its attempt back.
     if let Gate::Wait(s) = state
-        .address_gate("login", address, LOGIN_FAILURES_PER_ADDRESS)
+        .address_attempt("login", address, LOGIN_FAILURES_PER_ADDRESS)
         .await?
     {
         return Ok(SignIn::Throttled(s));
@@ -332,11 +334,9 @@ async fn sign_in(
         })
         .await?;
     if let Some(ok) = outcome.1 {
+        state.address_forgive("login", address).await?;
         return Ok(ok);
     }
-    state
-        .address_count("login", address, LOGIN_FAILURES_PER_ADDRESS)
-        .await?;
     Ok(match state.account_failed(&identifier).await? {
         Gate::Wait(s) => SignIn::Throttled(s),
         Gate::Open => SignIn::Failed,

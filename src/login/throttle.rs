@@ -48,23 +48,16 @@ fn delay_after(consecutive: u64) -> u64 {
 }
 
 impl AppState {
-    /// The client's address: the peer's, or the first `X-Forwarded-For` hop when the peer is
-    /// a proxy listed in `mtls.trusted_proxies` (behind a proxy every peer is the proxy).
+    /// The client's address, for throttling and audit: the peer's, unless the peer is one of
+    /// `trusted_proxies`; then the right-most `X-Forwarded-For` hop that is not a trusted
+    /// proxy. Hops to its left were written by the client and prove nothing.
     pub fn client_ip(
         &self,
         peer: &std::net::SocketAddr,
         headers: &axum::http::HeaderMap,
     ) -> String {
-        if self.settings.mtls.trusted_proxies.contains(&peer.ip())
-            && let Some(ip) = headers
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|v| v.trim().parse::<std::net::IpAddr>().ok())
-        {
-            return ip.to_string();
-        }
-        peer.ip().to_string()
+        crate::forwarded::client_address(&self.settings.trusted_proxies, peer.ip(), headers)
+            .to_string()
     }
 
     /// Before checking a password for `identifier`.
@@ -144,8 +137,11 @@ impl AppState {
         Ok(())
     }
 
-    /// Whether `address` is still under `limit` for `action` (read only).
-    pub async fn address_gate(
+    /// Counts one `action` for `address` and says whether it is still within `limit`. The
+    /// attempt is counted before the work it guards, so parallel attempts cannot all pass
+    /// the gate before the first outcome is known; [`Self::address_forgive`] gives back an
+    /// attempt that succeeded, so only failures (and refused attempts) stay counted.
+    pub async fn address_attempt(
         &self,
         action: &str,
         address: &str,
@@ -153,18 +149,23 @@ impl AppState {
     ) -> Result<Gate, Internal> {
         let n = self
             .eph
-            .get(&format!("addr:{action}:{address}"))
-            .await?
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0);
-        Ok(if n >= limit.0 {
+            .incr(&format!("addr:{action}:{address}"), limit.1)
+            .await?;
+        Ok(if n > limit.0 {
             Gate::Wait(limit.1.as_secs())
         } else {
             Gate::Open
         })
     }
 
-    /// Counts one more `action` for `address` in its window.
+    /// An attempt counted by [`Self::address_attempt`] succeeded: it does not count.
+    pub async fn address_forgive(&self, action: &str, address: &str) -> Result<(), Internal> {
+        self.eph.decr(&format!("addr:{action}:{address}")).await?;
+        Ok(())
+    }
+
+    /// Counts one more `action` for `address` in its window (a failure found after the
+    /// fact, on a path with no gate of its own).
     pub async fn address_count(
         &self,
         action: &str,

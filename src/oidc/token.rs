@@ -50,10 +50,11 @@ pub async fn token(
     body: Bytes,
 ) -> Response {
     // Client-authentication failures are counted per address: guessing secrets is slowed,
-    // valid traffic never is.
+    // valid traffic never is. Counted before the check (parallel guesses all count), given
+    // back when the client authenticated.
     let address = state.client_ip(&peer, &headers);
     match state
-        .address_gate("token", &address, TOKEN_FAILURES_PER_ADDRESS)
+        .address_attempt("token", &address, TOKEN_FAILURES_PER_ADDRESS)
         .await
     {
         Ok(Gate::Wait(s)) => return OAuthError::too_many_requests(s).into_response(),
@@ -61,13 +62,9 @@ pub async fn token(
         Err(e) => return OAuthError::from(e).into_response(),
     }
     let outcome = handle(&state, &headers, &body).await;
-    if let Err(e) = &outcome
-        && e.error == "invalid_client"
-        && let Err(e) = state
-            .address_count("token", &address, TOKEN_FAILURES_PER_ADDRESS)
-            .await
-    {
-        tracing::warn!(error = %e, "cannot count a token failure");
+    let failed_auth = matches!(&outcome, Err(e) if e.error == "invalid_client");
+    if !failed_auth && let Err(e) = state.address_forgive("token", &address).await {
+        tracing::warn!(error = %e, "cannot release a token attempt");
     }
     match outcome {
         Ok(r) => {

@@ -12,7 +12,7 @@ use rcgen::{
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue,
     RevokedCertParams, SanType, SerialNumber, date_time_ymd,
 };
-use sesame::config::{CrlSource, Settings};
+use sesame::config::{CrlSource, ProxyHeader, Settings};
 use time::OffsetDateTime;
 
 use crate::both_backends;
@@ -176,6 +176,8 @@ async fn app_tweaked(
         s.tls.key = Some(d.join("server.key"));
         if trusted {
             s.mtls.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+            s.mtls.proxy_header = Some(ProxyHeader::ClientCert);
+            s.mtls.proxy_secret = Some(PROXY_SECRET.into());
         }
         s.mtls.url = Some("https://carte.example.fr".into());
         tweak(s);
@@ -207,14 +209,33 @@ async fn start(app: &TestApp, b: &Browser) -> (String, crate::helpers::AuthReque
     (page.trim_start_matches("/interaction/").to_owned(), req)
 }
 
-/// The card as a trusted TLS-terminating proxy forwards it (RFC 9440 `Client-Cert`).
+/// What the test proxy sends in `Sesame-Proxy-Secret`.
+const PROXY_SECRET: &str = "a-proxy-secret-of-at-least-32-characters";
+/// The certificate host of `app_tweaked` (`mtls.url`).
+const CARD_HOST: &str = "carte.example.fr";
+
+/// The card as a trusted TLS-terminating proxy forwards it (RFC 9440 `Client-Cert`), on the
+/// certificate host, with its secret.
 async fn via_proxy(app: &TestApp, uid: &str, card: &Card) -> reqwest::Response {
-    app.http
-        .get(app.url(&format!("/certificate/{uid}")))
-        .header("client-cert", rfc9440(card))
-        .send()
-        .await
-        .unwrap()
+    forwarded(
+        app,
+        uid,
+        &[
+            ("host", CARD_HOST),
+            ("sesame-proxy-secret", PROXY_SECRET),
+            ("client-cert", &rfc9440(card)),
+        ],
+    )
+    .await
+}
+
+/// `/certificate/{uid}` on the main listener with these headers.
+async fn forwarded(app: &TestApp, uid: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut req = app.http.get(app.url(&format!("/certificate/{uid}")));
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    req.send().await.unwrap()
 }
 
 fn rfc9440(card: &Card) -> String {
@@ -297,9 +318,20 @@ async fn cards_through_a_trusted_proxy(backend: Backend) {
     assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
     assert_eq!(b.get(&back).await.status(), 400, "single use");
 
-    // nginx's $ssl_client_escaped_cert form.
-    let b = app.browser();
-    let (uid, _) = start(&app, &b).await;
+    let events = app.audit_events().await;
+    assert!(
+        events.contains(&"certificate_refused".to_string())
+            && events.contains(&"login_ok_certificate".to_string())
+    );
+}
+
+/// nginx's `$ssl_client_escaped_cert` form, when it is the configured one.
+async fn cards_through_nginx(backend: Backend) {
+    let pki = pki();
+    let (app, _) = app_tweaked(backend, &pki, true, |s| {
+        s.mtls.proxy_header = Some(ProxyHeader::XSslClientCert);
+    })
+    .await;
     // nginx percent-encodes (ngx_escape_uri): spaces as %20, newlines as %0A, '+' as %2B.
     let escaped: String = pki
         .good
@@ -314,24 +346,104 @@ async fn cards_through_a_trusted_proxy(backend: Backend) {
             c => c.to_string(),
         })
         .collect();
-    let res = app
-        .http
-        .get(app.url(&format!("/certificate/{uid}")))
-        .header("x-ssl-client-cert", escaped)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 303);
-    let events = app.audit_events().await;
-    assert!(
-        events.contains(&"certificate_refused".to_string())
-            && events.contains(&"login_ok_certificate".to_string())
+    let nginx = [
+        ("host", CARD_HOST),
+        ("sesame-proxy-secret", PROXY_SECRET),
+        ("x-ssl-client-cert", escaped.as_str()),
+    ];
+    let (uid, _) = start(&app, &app.browser()).await;
+    assert_eq!(forwarded(&app, &uid, &nginx).await.status(), 303);
+    let (uid, _) = start(&app, &app.browser()).await;
+    let res = via_proxy(&app, &uid, &pki.good).await;
+    assert_eq!(res.status(), 403, "the other format is not read");
+}
+
+/// The review's attack: CPS certificates are public, so a header that a client can get
+/// through a trusted proxy is a card anyone can present. Only the proxy's own proof, on the
+/// certificate host, with the one configured header, lets a forwarded certificate in.
+async fn a_forwarded_certificate_needs_the_proxys_proof(backend: Backend) {
+    let pki = pki();
+    let (app, _) = app_tweaked(backend, &pki, true, |s| {
+        // The ingress is trusted for client addresses as well: that must not matter.
+        s.trusted_proxies = vec!["127.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    let card = rfc9440(&pki.good);
+    let issuer_host = app.issuer.trim_start_matches("http://").to_owned();
+    let attempts: [(&str, Vec<(&str, &str)>); 6] = [
+        (
+            "no secret",
+            vec![("host", CARD_HOST), ("client-cert", &card)],
+        ),
+        (
+            "a wrong secret",
+            vec![
+                ("host", CARD_HOST),
+                (
+                    "sesame-proxy-secret",
+                    "a-proxy-secret-of-at-least-32-characterz",
+                ),
+                ("client-cert", &card),
+            ],
+        ),
+        (
+            "the issuer's host",
+            vec![
+                ("host", &issuer_host),
+                ("sesame-proxy-secret", PROXY_SECRET),
+                ("client-cert", &card),
+            ],
+        ),
+        (
+            "the header twice",
+            vec![
+                ("host", CARD_HOST),
+                ("sesame-proxy-secret", PROXY_SECRET),
+                ("client-cert", &card),
+                ("client-cert", &card),
+            ],
+        ),
+        (
+            "another header format",
+            vec![
+                ("host", CARD_HOST),
+                ("sesame-proxy-secret", PROXY_SECRET),
+                ("x-ssl-client-cert", &card),
+            ],
+        ),
+        (
+            "a forwarded-for hop",
+            vec![
+                ("host", CARD_HOST),
+                ("x-forwarded-for", "127.0.0.1"),
+                ("client-cert", &card),
+            ],
+        ),
+    ];
+    for (what, headers) in attempts {
+        let (uid, _) = start(&app, &app.browser()).await;
+        let res = forwarded(&app, &uid, &headers).await;
+        assert_eq!(res.status(), 403, "{what}");
+        assert!(
+            res.text().await.unwrap().contains("Aucun certificat"),
+            "{what}"
+        );
+    }
+    let (uid, _) = start(&app, &app.browser()).await;
+    assert_eq!(
+        via_proxy(&app, &uid, &pki.good).await.status(),
+        303,
+        "the proxy itself"
     );
 }
 
 async fn the_header_is_ignored_from_anyone_else(backend: Backend) {
     let pki = pki();
-    let (app, _) = app_with(backend, &pki, false).await;
+    // Trusted for addresses only (an ingress, a sidecar): no certificate from it.
+    let (app, _) = app_tweaked(backend, &pki, false, |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
+    })
+    .await;
     let b = app.browser();
     let (uid, _) = start(&app, &b).await;
     let res = via_proxy(&app, &uid, &pki.good).await;
@@ -748,6 +860,8 @@ both_backends!(
     an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent,
     the_owners_link_binds_the_card,
     cards_through_a_trusted_proxy,
+    cards_through_nginx,
+    a_forwarded_certificate_needs_the_proxys_proof,
     the_header_is_ignored_from_anyone_else,
     cards_through_the_mtls_listener,
     a_card_revoked_later_is_refused_after_the_crl_refresh,
