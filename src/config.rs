@@ -689,6 +689,46 @@ fn describe(e: figment::Error) -> String {
 mod tests {
     use super::*;
 
+    fn with(toml: &str) -> Result<(), SettingsError> {
+        let s: Settings = Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(|e| SettingsError::Parse(describe(e)))?;
+        s.validate()
+    }
+
+    fn refused_key(toml: &str) -> &'static str {
+        match with(toml) {
+            Err(SettingsError::Invalid { key, .. }) => key,
+            other => panic!("{toml}: expected a refusal, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_ca_without_crl_is_refused_unless_on_purpose() {
+        assert_eq!(refused_key("[mtls]\nclient_ca = \"ca.pem\""), "mtls.crl");
+        with("[mtls]\nclient_ca = \"ca.pem\"\ncrl_required = false").expect("on purpose");
+        with("[mtls]\nclient_ca = \"ca.pem\"\ncrl = [\"ca.crl\"]").expect("with a CRL");
+    }
+
+    #[test]
+    fn a_certificate_proxy_must_prove_itself_on_its_own_host() {
+        let base = "issuer = \"https://id.example.fr\"\n[mtls]\nclient_ca = \"ca.pem\"\n\
+                    crl = [\"ca.crl\"]\ntrusted_proxies = [\"10.0.0.0/8\"]\n";
+        assert_eq!(refused_key(base), "mtls.proxy_header");
+        let header = format!("{base}proxy_header = \"client-cert\"\n");
+        assert_eq!(refused_key(&header), "mtls.proxy_secret");
+        let short = format!("{header}proxy_secret = \"short\"\n");
+        assert_eq!(refused_key(&short), "mtls.proxy_secret");
+        let secret = format!("{header}proxy_secret = \"{}\"\n", "s".repeat(32));
+        assert_eq!(refused_key(&secret), "mtls.url");
+        let same = format!("{secret}url = \"https://id.example.fr\"\n");
+        assert_eq!(refused_key(&same), "mtls.url", "not on the issuer's host");
+        with(&format!("{secret}url = \"https://carte.example.fr\"\n")).expect("complete");
+        let bad = "trusted_proxies = [\"10.0.0.0/40\"]";
+        assert!(matches!(with(bad), Err(SettingsError::Parse(_))));
+    }
+
     #[test]
     fn crl_sources_are_files_or_http_urls() {
         let s: Settings = Figment::from(Serialized::defaults(Settings::default()))

@@ -52,6 +52,9 @@ pub async fn run(mut settings: Settings, args: DemoArgs) -> anyhow::Result<()> {
             settings.tls.key = Some(pki.server_key());
             settings.mtls.listen = Some(args.mtls_listen);
             settings.mtls.url = Some(format!("https://{}", args.mtls_listen));
+            // The demo CA's key is never written: it can issue nothing more, and there is
+            // nothing to revoke, so it has no CRL.
+            settings.mtls.crl_required = false;
             Some(pki)
         }
     };

@@ -68,6 +68,13 @@ impl ClientCerts {
         if roots.is_empty() {
             return Err(load(ca, "no certificate in the bundle"));
         }
+        if s.mtls.crl.is_empty() {
+            tracing::warn!(
+                ca = %ca.display(),
+                "certificate login WITHOUT revocation checks (mtls.crl_required = false): \
+                 a lost or stolen card still signs in"
+            );
+        }
         let verifier = crl::LiveVerifier::load(roots, issuers, &s.mtls).await?;
         Ok(Some(Self {
             verifier,
