@@ -69,8 +69,9 @@ impl Server {
                 .server_config(&self.state.settings)
                 .map_err(|e| std::io::Error::other(e.to_string()))?;
             let app = crate::login::certificate::mtls_router(self.state.clone());
+            let limits = crate::tls::MtlsLimits::from_settings(&self.state.settings);
             tokio::spawn(async move {
-                if let Err(e) = crate::tls::serve_mtls(addr, config, app).await {
+                if let Err(e) = crate::tls::serve_mtls(addr, config, app, limits).await {
                     tracing::error!(error = %e, "certificate-login listener stopped");
                 }
             });

@@ -8,11 +8,11 @@ pub mod crl;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::Request;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use rustls::RootCertStore;
 use rustls::server::ServerConfig;
@@ -127,7 +127,7 @@ impl ClientCerts {
         // card is present.
         cfg.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         cfg.send_tls13_tickets = 0;
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(cfg)
     }
 }
@@ -271,31 +271,74 @@ fn from_header(
     }
 }
 
+/// How the certificate-login listener bounds its clients (from `mtls.*`).
+#[derive(Debug, Clone, Copy)]
+pub struct MtlsLimits {
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// To finish the handshake, then again to send the request headers.
+    pub handshake: Duration,
+    /// The whole connection (one request and its answer).
+    pub connection: Duration,
+}
+
+impl MtlsLimits {
+    pub fn from_settings(s: &Settings) -> Self {
+        Self {
+            max_connections: s.mtls.max_connections,
+            handshake: Duration::from_secs(s.mtls.handshake_timeout_seconds),
+            connection: Duration::from_secs(s.mtls.handshake_timeout_seconds * 3),
+        }
+    }
+}
+
 /// Serves `app` over TLS on `addr`, putting each connection's client chain into its requests.
 pub async fn serve_mtls(
     addr: SocketAddr,
     config: ServerConfig,
     app: Router,
+    limits: MtlsLimits,
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
-    serve_mtls_on(listener, config, app).await
+    serve_mtls_on(listener, config, app, limits).await
 }
 
+/// One sign-in per connection: the card proves itself in the handshake, so a second
+/// request on a kept-alive connection would sign in whoever sits at the workstation next as
+/// the previous card holder. HTTP/1.1 only (no HTTP/2 streams), no keep-alive, timeouts for
+/// the handshake, the headers and the whole exchange, a cap on connections, and an accept
+/// loop that outlives its errors (file descriptors run out, then come back).
 pub async fn serve_mtls_on(
     listener: tokio::net::TcpListener,
-    config: ServerConfig,
+    mut config: ServerConfig,
     app: Router,
+    limits: MtlsLimits,
 ) -> std::io::Result<()> {
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
     tracing::info!(addr = %listener.local_addr()?, "certificate-login listener");
     loop {
-        let (tcp, peer) = listener.accept().await?;
+        let slot = slots.clone().acquire_owned().await.expect("never closed");
+        let (tcp, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "certificate-login listener: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
-            let tls = match acceptor.accept(tcp).await {
-                Ok(t) => t,
-                Err(e) => {
+            let _slot = slot;
+            let tls = match tokio::time::timeout(limits.handshake, acceptor.accept(tcp)).await {
+                Ok(Ok(t)) => t,
+                Ok(Err(e)) => {
                     tracing::info!(%peer, error = %e, "TLS handshake refused");
+                    return;
+                }
+                Err(_) => {
+                    tracing::info!(%peer, "TLS handshake timed out");
                     return;
                 }
             };
@@ -310,9 +353,14 @@ pub async fn serve_mtls_on(
                     .insert(axum::extract::ConnectInfo(peer));
                 req
             });
-            let _ = ConnBuilder::new(TokioExecutor::new())
-                .serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(svc))
-                .await;
+            let conn = hyper::server::conn::http1::Builder::new()
+                .keep_alive(false)
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(limits.handshake)
+                .serve_connection(TokioIo::new(tls), TowerToHyperService::new(svc));
+            if tokio::time::timeout(limits.connection, conn).await.is_err() {
+                tracing::info!(%peer, "certificate-login connection timed out");
+            }
         });
     }
 }

@@ -64,6 +64,14 @@ async fn on_mtls(
     Path(uid): Path<String>,
     Extension(chain): Extension<PeerChain>,
 ) -> Response {
+    // A card is worth presenting only for a request that is waiting for one.
+    match state.eph.get(&interaction_key(&uid)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Halt::Expired.respond(&state, Locale::negotiate(None, &headers)),
+        Err(e) => {
+            return Halt::Internal(e.into()).respond(&state, Locale::negotiate(None, &headers));
+        }
+    }
     let chain: Vec<CertificateDer<'static>> =
         chain.0.map(|c| c.as_ref().clone()).unwrap_or_default();
     check(&state, &headers, &uid, &chain).await

@@ -461,8 +461,104 @@ async fn mtls_listener(app: &TestApp) -> u16 {
         listener,
         config,
         sesame::login::certificate::mtls_router(app.state.clone()),
+        sesame::tls::MtlsLimits::from_settings(&app.state.settings),
     ));
     port
+}
+
+/// A TLS connection to the mTLS listener presenting `card`, with nothing sent yet.
+async fn raw_tls(
+    pki: &Pki,
+    card: &Card,
+    port: u16,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(
+        vec![CertificateDer::from(card.der.clone())],
+        PrivateKeyDer::from_pem_slice(card.key_pem.as_bytes()).unwrap(),
+    )
+    .unwrap();
+    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let name = ServerName::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap().into());
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap()
+}
+
+/// Everything the server sends until it closes the connection (or 5 s of silence).
+async fn read_all(conn: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {
+                out.extend_from_slice(b"\n<still open>");
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The review's workstation: the card holder signs in and leaves; on the same kept-alive
+/// connection the next person asks again. The card proved itself in the handshake only,
+/// so a connection serves one sign-in and closes.
+async fn one_sign_in_per_mtls_connection(backend: Backend) {
+    use tokio::io::AsyncWriteExt;
+    let pki = pki();
+    let (app, _) = app_tweaked(backend, &pki, false, |s| {
+        s.mtls.handshake_timeout_seconds = 1;
+    })
+    .await;
+    let port = mtls_listener(&app).await;
+    let (first, _) = start(&app, &app.browser()).await;
+    let (second, _) = start(&app, &app.browser()).await;
+    let mut conn = raw_tls(&pki, &pki.good, port).await;
+    let get = |uid: &str| format!("GET /certificate/{uid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+    conn.write_all(get(&first).as_bytes()).await.unwrap();
+    conn.write_all(get(&second).as_bytes()).await.unwrap();
+    let answer = read_all(&mut conn).await;
+    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
+    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
+    assert!(answer.contains(&format!("/interaction/{first}/certificate")));
+    assert!(!answer.contains(&second), "{answer}");
+    assert!(!answer.contains("<still open>"), "closed after one answer");
+
+    // An idle connection is dropped after the handshake timeout, with or without TLS.
+    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .unwrap();
+    let silent = read_all(&mut idle).await;
+    assert!(!silent.contains("<still open>"), "no handshake: closed");
+    let mut idle = raw_tls(&pki, &pki.good, port).await;
+    let silent = read_all(&mut idle).await;
+    assert!(!silent.contains("<still open>"), "no request: closed");
+
+    // A card for no pending request signs no one in.
+    let mut conn = raw_tls(&pki, &pki.good, port).await;
+    conn.write_all(get("no-such-request").as_bytes())
+        .await
+        .unwrap();
+    let answer = read_all(&mut conn).await;
+    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
+    assert!(!answer.contains("certificate?token="), "{answer}");
 }
 
 /// A client that trusts the test CA and presents `card`.
@@ -864,6 +960,7 @@ both_backends!(
     a_forwarded_certificate_needs_the_proxys_proof,
     the_header_is_ignored_from_anyone_else,
     cards_through_the_mtls_listener,
+    one_sign_in_per_mtls_connection,
     a_card_revoked_later_is_refused_after_the_crl_refresh,
     an_unreachable_crl_fails_closed_unless_a_grace_period
 );
