@@ -189,10 +189,6 @@ pub fn router(state: AppState) -> Router {
         .route("/password/reset/{token}", get(login::forgot::show_reset).post(login::forgot::reset))
         .route("/interaction/{uid}/certificate", get(login::certificate::back))
         .route("/certificate/{uid}", get(login::certificate::from_proxy))
-        .route(
-            "/certificate/bind/{token}",
-            get(login::certificate::show_confirm).post(login::certificate::confirm),
-        )
         .route("/interaction/{uid}/totp", get(login::totp::show).post(login::totp::submit))
         .route("/interaction/{uid}/passkey", get(login::passkey::show).post(login::passkey::submit))
         .route("/static/passkey.js", get(web_js))

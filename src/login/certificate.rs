@@ -169,24 +169,12 @@ pub struct Back {
     token: String,
 }
 
-/// A card waiting for its owner's confirmation (met at first use, then a password alone).
-#[derive(Serialize, Deserialize)]
-struct PendingCard {
-    national_id: String,
-    user_id: String,
-}
-
-fn pending_card_key(token: &str) -> String {
-    format!("cardbind:{}", token_hash(token))
-}
-
-const CARD_LINK_TTL: Duration = Duration::from_secs(3600);
-
 impl AppState {
-    /// What becomes of a card parked in a request once someone has signed in to finish it.
-    /// After two factors it is bound at once; after a password alone, the account's owner
-    /// gets an e-mailed single-use link to confirm, so that knowing a password is never
-    /// enough to attach a card to an account.
+    /// What becomes of a card parked in a request once someone has signed in to finish it:
+    /// bound only when that sign-in proved two factors the account already had. A password
+    /// and a mailbox are not enough: both fall to a forgotten-password reset, and the card
+    /// would then assert the two-factor level for whoever presented it. Otherwise an operator
+    /// binds it (`sesame user bind-certificate`).
     pub(crate) async fn settle_pending_card(
         &self,
         national_id: &str,
@@ -194,65 +182,27 @@ impl AppState {
         two_factors: bool,
         locale: Locale,
     ) -> Result<(), Internal> {
-        let user = self.db.user_by_id(user_id).await?.ok_or(Internal::Gone)?;
-        if two_factors {
-            return self.bind_card(national_id, &user, locale).await.map(drop);
+        if !two_factors {
+            self.db
+                .audit(AuditEvent {
+                    event: "certificate_binding_refused",
+                    user_id: Some(user_id),
+                    detail: Some(serde_json::json!({
+                        "national_id": national_id,
+                        "reason": "no second factor in this sign-in",
+                    })),
+                    ..Default::default()
+                })
+                .await?;
+            return Ok(());
         }
-        let token = random_token();
-        let pending = PendingCard {
-            national_id: national_id.to_owned(),
-            user_id: user_id.to_owned(),
-        };
-        self.eph
-            .put_json(&pending_card_key(&token), &pending, CARD_LINK_TTL)
-            .await?;
-        // Filed with the account's sessions: a password reset or a disabled account voids it.
-        self.eph
-            .own(
-                &crate::session::user_index(user_id),
-                &pending_card_key(&token),
-                CARD_LINK_TTL,
-            )
-            .await?;
-        let ctx = minijinja::context! {
-            username => user.username.to_string(),
-            national_id => national_id,
-            link => format!("{}/certificate/bind/{token}", self.issuer()),
-            valid_minutes => CARD_LINK_TTL.as_secs() / 60,
-        };
-        self.mailer
-            .send(
-                &self.db,
-                &user.email,
-                locale,
-                crate::mail::Kind::CardBindConfirm,
-                ctx,
-            )
-            .await?;
-        self.db
-            .audit(AuditEvent {
-                event: "certificate_binding_requested",
-                user_id: Some(user_id),
-                detail: Some(serde_json::json!({ "national_id": national_id })),
-                ..Default::default()
-            })
-            .await?;
-        Ok(())
-    }
-
-    /// Binds the card to `user` unless it is bound already; audits and tells the owner.
-    async fn bind_card(
-        &self,
-        national_id: &str,
-        user: &crate::domain::user::User,
-        locale: Locale,
-    ) -> Result<bool, Internal> {
+        let user = self.db.user_by_id(user_id).await?.ok_or(Internal::Gone)?;
         if !self
             .db
             .bind_certificate_if_free(national_id, &user.id)
             .await?
         {
-            return Ok(false);
+            return Ok(());
         }
         self.db
             .audit(AuditEvent {
@@ -266,89 +216,8 @@ impl AppState {
             "{} ({national_id})",
             crate::web::templates::text(locale, "cert.factor")
         );
-        crate::account::notify(self, user, locale, crate::mail::Kind::FactorAdded, &factor).await?;
-        Ok(true)
+        crate::account::notify(self, &user, locale, crate::mail::Kind::FactorAdded, &factor).await
     }
-}
-
-/// The owner's confirmation page (a GET never binds: mail scanners open links).
-pub async fn show_confirm(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some(p) = state
-            .eph
-            .get_json::<PendingCard>(&pending_card_key(&token))
-            .await?
-        else {
-            return Ok(expired_link(&state, locale));
-        };
-        let user = state
-            .db
-            .user_by_id(&p.user_id)
-            .await?
-            .ok_or(Internal::Gone)?;
-        let html = state.pages.render(
-            "card_bind.html",
-            locale,
-            minijinja::context! {
-                action => crate::web::path_attr(format!("/certificate/bind/{token}")),
-                national_id => p.national_id,
-                username => user.username.to_string(),
-            },
-        );
-        Ok::<_, Internal>(crate::web::Page::ok(html).into_response())
-    };
-    result
-        .await
-        .unwrap_or_else(|e| Halt::Internal(e).respond(&state, locale))
-}
-
-/// The owner confirms (the secret link is the form's token): the link is spent and the card
-/// bound, if no one else has it.
-pub async fn confirm(
-    State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(token): Path<String>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some(p) = state
-            .eph
-            .take_json::<PendingCard>(&pending_card_key(&token))
-            .await?
-        else {
-            return Ok(expired_link(&state, locale));
-        };
-        let Some(user) = state
-            .db
-            .user_by_id(&p.user_id)
-            .await?
-            .filter(|u| !u.disabled)
-        else {
-            return Ok(expired_link(&state, locale));
-        };
-        if !state.bind_card(&p.national_id, &user, locale).await? {
-            return Ok(state
-                .pages
-                .error_page(locale, "cert.bind_taken", StatusCode::CONFLICT)
-                .into_response());
-        }
-        Ok::<_, Internal>(crate::account::done(&state, locale, "cert.bound", None))
-    };
-    result
-        .await
-        .unwrap_or_else(|e| Halt::Internal(e).respond(&state, locale))
-}
-
-fn expired_link(state: &AppState, locale: Locale) -> Response {
-    state
-        .pages
-        .error_page(locale, "cert.bind_expired", StatusCode::BAD_REQUEST)
-        .into_response()
 }
 
 /// Back on the main listener: spend the token, open a two-factor session, go on (or, for a

@@ -38,8 +38,6 @@ const TEMPLATES: &[(&str, &str)] = &[
     mail!("en/password_reset_link.txt"),
     mail!("en/factor_added.txt"),
     mail!("en/factor_removed.txt"),
-    mail!("fr/card_bind_confirm.txt"),
-    mail!("en/card_bind_confirm.txt"),
 ];
 
 /// The mails Sésame sends.
@@ -57,8 +55,6 @@ pub enum Kind {
     FactorAdded,
     /// A sign-in method was removed.
     FactorRemoved,
-    /// Confirm binding a card met at first use after a password sign-in.
-    CardBindConfirm,
 }
 
 impl Kind {
@@ -70,7 +66,6 @@ impl Kind {
             Kind::PasswordResetLink => "password_reset_link",
             Kind::FactorAdded => "factor_added",
             Kind::FactorRemoved => "factor_removed",
-            Kind::CardBindConfirm => "card_bind_confirm",
         }
     }
 }

@@ -41,7 +41,6 @@ const PAGES: &[(&str, &str)] = &[
     page!("passkey.html"),
     page!("passkey_enrol.html"),
     page!("_passkey_form.html"),
-    page!("card_bind.html"),
 ];
 
 pub const CSS: &str = include_str!("../../templates/static/sesame.css");

@@ -622,7 +622,7 @@ async fn present_unbound_card(
     (login, req)
 }
 
-async fn an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent(backend: Backend) {
+async fn an_unbound_card_is_bound_only_after_two_factors(backend: Backend) {
     let pki = pki();
     let (sink, url) = crate::smtp::Sink::start("127.0.0.1:0").await;
     let (app, secret) = app_tweaked(backend, &pki, true, |s| {
@@ -640,8 +640,9 @@ async fn an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent(ba
             .unwrap()
     };
 
-    // Bob: a password alone. He signs in (a password-level session), but the card waits
-    // for the owner's confirmation by e-mail: knowing a password never attaches a card.
+    // Bob: a password alone (which a forgotten-password reset, i.e. a mailbox, gives to
+    // whoever holds the mailbox). He signs in at the password level; the card stays unbound
+    // and no link is mailed: a mailbox must never lead to the two-factor level.
     app.create_user("bob").await;
     let b = app.browser();
     let (login, req) = present_unbound_card(&app, &pki, &b).await;
@@ -661,16 +662,20 @@ async fn an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent(ba
     assert_eq!(
         claims["amr"],
         serde_json::json!(["pwd"]),
-        "the card is not a factor yet"
+        "the card is not a factor"
     );
     assert_eq!(bound_to().await, None);
-    let mail = sink.wait_for("bob@example.fr", 1).await;
-    assert!(mail.contains(&unbound_id), "{mail}");
-    let link = mail
-        .split_whitespace()
-        .find(|w| w.contains("/certificate/bind/"))
-        .expect("a confirmation link")
-        .to_owned();
+    assert!(
+        app.audit_events()
+            .await
+            .contains(&"certificate_binding_refused".to_string())
+    );
+    let (uid, _) = start(&app, &app.browser()).await;
+    assert_eq!(
+        via_proxy(&app, &uid, &pki.unbound).await.status(),
+        303,
+        "the card is still bound to no one (met at first use again)"
+    );
 
     // Carol has a second factor: her sign-in proves two, and binds the card at once.
     let carol = app.create_user("carol").await;
@@ -709,19 +714,6 @@ async fn an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent(ba
             .contains("a été ajouté")
     );
 
-    // Bob's link now finds the card taken; a GET never binds, the POST is refused.
-    let page = app.http.get(&link).send().await.unwrap();
-    assert_eq!(page.status(), 200);
-    assert!(page.text().await.unwrap().contains(&unbound_id));
-    let res = app.http.post(&link).send().await.unwrap();
-    assert_eq!(res.status(), 409);
-    assert_eq!(
-        app.http.post(&link).send().await.unwrap().status(),
-        400,
-        "single use"
-    );
-    assert_eq!(bound_to().await, Some(carol.id.clone()));
-
     // From now on the card alone signs Carol in.
     let d = app.browser();
     let (uid, req) = start(&app, &d).await;
@@ -732,56 +724,7 @@ async fn an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent(ba
     assert_eq!(claims["sub"], carol.id.as_str());
     assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
     let events = app.audit_events().await;
-    assert!(events.contains(&"certificate_binding_requested".to_string()));
     assert!(events.contains(&"certificate_bound".to_string()));
-}
-
-async fn the_owners_link_binds_the_card(backend: Backend) {
-    let pki = pki();
-    let (sink, url) = crate::smtp::Sink::start("127.0.0.1:0").await;
-    let (app, _) = app_tweaked(backend, &pki, true, |s| {
-        s.mtls.bind_on_first_use = true;
-        s.mail.smtp_url = Some(url);
-        s.mail.poll_seconds = 1;
-    })
-    .await;
-    let bob = app.create_user("bob").await;
-    // Bob's link, for the card met at first use after his password.
-    let link = |n: usize| {
-        let (app, pki, sink) = (&app, &pki, &sink);
-        async move {
-            let b = app.browser();
-            let (login, _) = present_unbound_card(app, pki, &b).await;
-            b.submit(&login, 0, &[("username", "bob"), ("password", PASSWORD)])
-                .await;
-            let mail = sink.wait_for("bob@example.fr", n).await;
-            mail.split_whitespace()
-                .find(|w| w.contains("/certificate/bind/"))
-                .unwrap()
-                .to_owned()
-        }
-    };
-    // A password reset (or a disabled account) voids a link still pending.
-    let first = link(1).await;
-    app.state.end_all_sessions(&bob.id).await.unwrap();
-    assert_eq!(app.http.post(&first).send().await.unwrap().status(), 400);
-
-    let second = link(2).await;
-    let res = app.http.post(&second).send().await.unwrap();
-    assert_eq!(res.status(), 200);
-    assert_eq!(
-        app.state
-            .db
-            .user_for_certificate(&rpps_id("1000999999"))
-            .await
-            .unwrap(),
-        Some(bob.id)
-    );
-    assert!(
-        sink.wait_for("bob@example.fr", 3)
-            .await
-            .contains("a été ajouté")
-    );
 }
 
 /// The test CA's CRL distribution point: serves what was last published, or 503 (down).
@@ -953,8 +896,7 @@ async fn an_unreachable_crl_fails_closed_unless_a_grace_period(backend: Backend)
 
 both_backends!(
     the_owner_unbinds_a_card_from_mon_compte,
-    an_unbound_card_is_bound_only_with_two_factors_or_the_owners_consent,
-    the_owners_link_binds_the_card,
+    an_unbound_card_is_bound_only_after_two_factors,
     cards_through_a_trusted_proxy,
     cards_through_nginx,
     a_forwarded_certificate_needs_the_proxys_proof,
