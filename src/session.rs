@@ -108,9 +108,23 @@ impl AppState {
         user_id: &str,
         amr: Vec<String>,
         acr: &str,
-    ) -> Result<(Current, HeaderValue), EphemeralError> {
+    ) -> Result<(Current, HeaderValue), crate::app::Internal> {
+        self.start_session_replacing(user_id, amr, acr, None).await
+    }
+
+    /// A new session that replaces the browser's previous one (stored under `replaces`), so
+    /// that no session is left behind its cookie: the same account (a step-up, `prompt=login`)
+    /// keeps its `sid`, its portals and its absolute end; another account's session ends as
+    /// a logout would (the next person at a shared workstation).
+    pub async fn start_session_replacing(
+        &self,
+        user_id: &str,
+        amr: Vec<String>,
+        acr: &str,
+        replaces: Option<&str>,
+    ) -> Result<(Current, HeaderValue), crate::app::Internal> {
         let now = self.now();
-        let session = Session {
+        let mut session = Session {
             sid: random_token(),
             user_id: user_id.to_owned(),
             auth_time: now,
@@ -120,11 +134,31 @@ impl AppState {
             touched_at: now,
             clients: BTreeSet::new(),
         };
+        let old = match replaces {
+            Some(key) => self.eph.take(key).await?.map(|json| (key, json)),
+            None => None,
+        };
+        if let Some((key, json)) = old
+            && let Ok(previous) = serde_json::from_str::<Session>(&json)
+        {
+            if previous.user_id == user_id {
+                session.sid = previous.sid;
+                session.clients = previous.clients;
+                session.created_at = previous.created_at;
+            } else {
+                let current = Current {
+                    key: key.to_owned(),
+                    session: previous,
+                };
+                self.end_session(&current).await?;
+            }
+        }
         let cookie = random_token();
         let key = key(&cookie);
-        let ttl = self
-            .session_ttl(&session)
-            .expect("a new session has time left");
+        let Some(ttl) = self.session_ttl(&session) else {
+            // The replaced session's absolute end has come: start afresh.
+            return Box::pin(self.start_session_replacing(user_id, session.amr, acr, None)).await;
+        };
         self.eph.put_json(&key, &session, ttl).await?;
         self.eph.put(&sid_key(&session.sid), "1", ttl).await?;
         let max = Duration::from_secs(self.settings.session.max_hours * 3600);

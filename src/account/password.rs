@@ -54,6 +54,8 @@ impl AppState {
         self.db
             .change_password(&user.id, &hash, false, policy.history)
             .await?;
+        // A forgotten-password link still pending would undo this change.
+        crate::login::forgot::void_reset_link(self, &user.id).await?;
         self.db
             .audit(AuditEvent {
                 event,

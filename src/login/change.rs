@@ -142,7 +142,12 @@ pub async fn submit(
         }
         // Signed in now: the confirmation page leads back into the pending request.
         let (_, cookie) = state
-            .start_session(&user.id, vec!["pwd".into()], &state.settings.acr.password)
+            .start_session_replacing(
+                &user.id,
+                vec!["pwd".into()],
+                &state.settings.acr.password,
+                i.replaces.take().as_deref(),
+            )
             .await?;
         i.user_id = Some(user.id.clone());
         state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;

@@ -59,6 +59,9 @@ pub struct ResetForm {
 struct ResetGrant {
     user_id: String,
     expires_at: i64,
+    /// A password set since (by any flow, the operator's included) voids the link.
+    #[serde(default)]
+    issued_at: i64,
 }
 
 fn reset_key(token: &str) -> String {
@@ -172,6 +175,7 @@ async fn issue_link(state: &AppState, user: Option<&User>) -> Result<String, Int
     let grant = ResetGrant {
         user_id: user_id.clone(),
         expires_at: state.now() + ttl.as_secs() as i64,
+        issued_at: state.now(),
     };
     state.eph.put_json(&reset_key(&token), &grant, ttl).await?;
     // Only the latest link counts: an older one, even unexpired, is void.
@@ -237,16 +241,30 @@ fn mask(email: &str) -> String {
     format!("{masked}@{domain}")
 }
 
-/// The live grant of `token`, if it is the latest link of its account.
-async fn live_grant(state: &AppState, token: &str) -> Result<Option<ResetGrant>, Internal> {
+/// Voids the account's pending reset link: its password was just set another way.
+pub(crate) async fn void_reset_link(state: &AppState, user_id: &str) -> Result<(), Internal> {
+    state.eph.delete(&latest_key(user_id)).await?;
+    Ok(())
+}
+
+/// The live grant of `token` and its account, if it is the latest link of that account and
+/// no password was set since it was issued (an operator's reset reaches no in-memory store
+/// of the server's, so the time is compared too).
+async fn live_grant(state: &AppState, token: &str) -> Result<Option<(ResetGrant, User)>, Internal> {
     let Some(grant) = state.eph.get_json::<ResetGrant>(&reset_key(token)).await? else {
         return Ok(None);
     };
     let latest = state.eph.get(&latest_key(&grant.user_id)).await?;
-    Ok(
-        (latest.as_deref() == Some(token_hash(token).as_str()) && grant.expires_at > state.now())
-            .then_some(grant),
-    )
+    if latest.as_deref() != Some(token_hash(token).as_str()) || grant.expires_at <= state.now() {
+        return Ok(None);
+    }
+    let Some(user) = state.db.user_by_id(&grant.user_id).await? else {
+        return Ok(None);
+    };
+    if user.password_changed_at > grant.issued_at || user.disabled {
+        return Ok(None);
+    }
+    Ok(Some((grant, user)))
 }
 
 pub async fn show_reset(
@@ -282,14 +300,9 @@ pub async fn reset(
             )
             .await;
         }
-        let Some(grant) = live_grant(&state, &token).await? else {
+        let Some((grant, user)) = live_grant(&state, &token).await? else {
             return Ok(invalid(&state, locale));
         };
-        let user = state
-            .db
-            .user_by_id(&grant.user_id)
-            .await?
-            .ok_or(Internal::Gone)?;
         if Username::parse(&form.username).ok().as_ref() != Some(&user.username) {
             return reset_page(
                 &state,

@@ -404,7 +404,14 @@ pub(crate) async fn finish_login(
                 .settle_pending_card(&national_id, user_id, two_factors, locale)
                 .await?;
         }
-        let (mut current, cookie) = state.start_session(user_id, proof.amr, &proof.acr).await?;
+        let (mut current, cookie) = state
+            .start_session_replacing(
+                user_id,
+                proof.amr,
+                &proof.acr,
+                interaction.replaces.as_deref(),
+            )
+            .await?;
         let mut res = if state
             .needs_consent(client, user_id, &interaction.request)
             .await?

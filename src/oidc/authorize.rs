@@ -388,6 +388,11 @@ async fn start_interaction(
             (b, Some(c))
         }
     };
+    let replaces = state
+        .current_session(headers)
+        .await
+        .map_err(crate::app::Internal::from)?
+        .map(|c| c.key);
     let uid = random_token();
     let interaction = Interaction {
         request,
@@ -398,6 +403,7 @@ async fn start_interaction(
         second_factor,
         pending_binding: None,
         browser: token_hash(&browser),
+        replaces,
     };
     let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
     state

@@ -63,6 +63,11 @@ pub struct Interaction {
     pub pending_binding: Option<String>,
     /// Hash of the browser cookie of the browser that started it.
     pub browser: String,
+    /// The store key of the session this browser had when the request was parked: the
+    /// sign-in that completes the request replaces it (same account: its `sid` and portals
+    /// carry over; another account: it ends, and its portals are told).
+    #[serde(default)]
+    pub replaces: Option<String>,
 }
 
 /// What a code stands for, until the portal redeems it.

@@ -13,6 +13,7 @@ mod demo;
 mod durable;
 mod ephemeral;
 mod foundation;
+mod leftovers;
 mod logout;
 mod passkeys;
 mod password_flows;
