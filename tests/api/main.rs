@@ -16,4 +16,5 @@ mod foundation;
 mod logout;
 mod passkeys;
 mod password_flows;
+mod token_races;
 mod tokens;
