@@ -63,6 +63,29 @@ impl ClaimsRequest {
     }
 }
 
+/// The `acr` values a `claims` parameter marks essential (OIDC Core §5.5.1.1), from the ID
+/// token or userinfo member: they bind like `acr_values`. A voluntary `acr` asks nothing.
+pub fn essential_acr(raw: &str) -> Vec<String> {
+    let Ok(v) = serde_json::from_str::<Value>(raw) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for member in ["id_token", "userinfo"] {
+        let acr = &v[member]["acr"];
+        if acr["essential"] != Value::Bool(true) {
+            continue;
+        }
+        let values = acr["values"].as_array().into_iter().flatten();
+        out.extend(
+            values
+                .chain(std::iter::once(&acr["value"]))
+                .filter_map(Value::as_str)
+                .map(str::to_owned),
+        );
+    }
+    out
+}
+
 /// Claims granted by scope (released at userinfo).
 pub fn by_scope(scopes: &Scopes) -> BTreeSet<&'static str> {
     let mut set = BTreeSet::new();
@@ -101,6 +124,15 @@ pub fn values<'a>(user: &User, names: impl IntoIterator<Item = &'a str>) -> Map<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn essential_acr_values() {
+        let raw = r#"{"id_token":{"acr":{"essential":true,"values":["a","b"]}},"userinfo":{"acr":{"essential":true,"value":"c"}}}"#;
+        assert_eq!(essential_acr(raw), ["a", "b", "c"]);
+        assert!(essential_acr(r#"{"id_token":{"acr":{"values":["a"]}}}"#).is_empty());
+        assert!(essential_acr(r#"{"id_token":{"acr":null}}"#).is_empty());
+        assert!(essential_acr("[1]").is_empty());
+    }
 
     #[test]
     fn claims_parameter() {

@@ -208,11 +208,18 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         .get("acr_values")
         .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
         .unwrap_or_default();
+    // An essential `acr` in the `claims` parameter binds the same way, on its own.
+    let essential_acr = p
+        .get("claims")
+        .map(crate::domain::claims::essential_acr)
+        .unwrap_or_default();
+    let only_strong = |values: &[&str]| {
+        values.contains(&acr.two_factor.as_str()) && !values.contains(&acr.password.as_str())
+    };
     let need_mfa = client.sensitive
         || acr.above_password(client.min_acr.as_deref())
-        || (!acr_values.is_empty()
-            && acr_values.contains(&acr.two_factor.as_str())
-            && !acr_values.contains(&acr.password.as_str()));
+        || only_strong(&acr_values)
+        || only_strong(&essential_acr.iter().map(String::as_str).collect::<Vec<_>>());
     // offline_access needs an explicit consent (OIDC Core §11) and a client allowed refresh tokens.
     if scopes.contains("offline_access")
         && (!client.allows(GrantType::RefreshToken) || (!client.first_party && !prompt.consent))

@@ -37,6 +37,18 @@ async fn find(state: &AppState, client: &Client, token: &str) -> Result<Found, O
     }
 }
 
+/// A user's access token is active only while its account is (a disabled account is seen
+/// within the account cache's 2 s; `user disable` cannot always reach the ephemeral store).
+async fn account_active(state: &AppState, g: &AccessGrant) -> Result<bool, OAuthError> {
+    let Some(user_id) = &g.user_id else {
+        return Ok(true);
+    };
+    Ok(state
+        .cached_user(user_id)
+        .await?
+        .is_some_and(|u| !u.disabled))
+}
+
 async fn parse(
     state: &AppState,
     headers: &HeaderMap,
@@ -63,7 +75,7 @@ pub async fn introspect(
     let result = async {
         let (client, token) = parse(&state, &headers, &body).await?;
         Ok::<Value, OAuthError>(match find(&state, &client, &token).await? {
-            Found::Access(_, g) => json!({
+            Found::Access(_, g) if account_active(&state, &g).await? => json!({
                 "active": true, "token_type": "Bearer", "client_id": g.client_id, "scope": g.scopes.to_string(),
                 "sub": g.user_id.unwrap_or(g.client_id), "iat": g.iat, "exp": g.exp, "iss": state.issuer(),
             }),

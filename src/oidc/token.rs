@@ -28,7 +28,7 @@ use crate::domain::user::User;
 use crate::domain::{Client, GrantType, Scopes};
 use crate::login::throttle::{Gate, TOKEN_FAILURES_PER_ADDRESS};
 use crate::store::db::audit::AuditEvent;
-use crate::store::db::refresh_tokens::{NewRefreshToken, Spend};
+use crate::store::db::refresh_tokens::{NewFamily, NewRefreshToken, Rotation};
 
 #[derive(Debug, Serialize)]
 pub struct TokenResponse {
@@ -119,30 +119,10 @@ async fn authorization_code(
     let code = p
         .get("code")
         .ok_or_else(|| OAuthError::invalid_request("code is required"))?;
-    let Some(grant) = state.eph.take_json::<CodeGrant>(&code_key(code)).await? else {
-        if let Some(redeemed) = state
-            .eph
-            .take_json::<RedeemedCode>(&redeemed_key(code))
-            .await?
-        {
-            // A replayed code: someone else may hold it. Revoke what it produced.
-            state.eph.delete(&access_key(&redeemed.access_hash)).await?;
-            if let Some(f) = &redeemed.family {
-                state.revoke_family(f).await?;
-            }
-            state
-                .db
-                .audit(AuditEvent {
-                    event: "code_replayed",
-                    client_id: Some(client.id.as_str()),
-                    ..Default::default()
-                })
-                .await?;
-            return Err(OAuthError::invalid_grant("authorization code already used"));
-        }
-        return Err(OAuthError::invalid_grant(
-            "invalid or expired authorization code",
-        ));
+    // Checked before it is taken: someone holding a leaked code without the client's
+    // credentials, redirect URI or verifier must not burn it for the portal.
+    let Some(grant) = state.eph.get_json::<CodeGrant>(&code_key(code)).await? else {
+        return Err(replayed_or_unknown(state, client, code).await?);
     };
     if grant.client_id != client.id.as_str() {
         return Err(OAuthError::invalid_grant(
@@ -164,6 +144,10 @@ async fn authorization_code(
         }
         (None, None) => {}
     }
+    // Single use: of concurrent redemptions, the one that takes it wins.
+    let Some(grant) = state.eph.take_json::<CodeGrant>(&code_key(code)).await? else {
+        return Err(OAuthError::invalid_grant("authorization code already used"));
+    };
     let user = active_user(state, &grant.user_id).await?;
     let issued = issue(
         state,
@@ -173,7 +157,7 @@ async fn authorization_code(
         &grant.auth,
         &grant.claims,
         grant.nonce.as_deref(),
-        None,
+        Refresh::Start,
     )
     .await?;
     let redeemed = RedeemedCode {
@@ -186,6 +170,37 @@ async fn authorization_code(
         .put_json(&redeemed_key(code), &redeemed, ttl)
         .await?;
     Ok(issued.response)
+}
+
+/// A code that is not there: replayed (revoke what it produced) or unknown.
+async fn replayed_or_unknown(
+    state: &AppState,
+    client: &Client,
+    code: &str,
+) -> Result<OAuthError, OAuthError> {
+    let Some(redeemed) = state
+        .eph
+        .take_json::<RedeemedCode>(&redeemed_key(code))
+        .await?
+    else {
+        return Ok(OAuthError::invalid_grant(
+            "invalid or expired authorization code",
+        ));
+    };
+    // A replayed code: someone else may hold it. Revoke what it produced.
+    state.eph.delete(&access_key(&redeemed.access_hash)).await?;
+    if let Some(f) = &redeemed.family {
+        state.revoke_family(f).await?;
+    }
+    state
+        .db
+        .audit(AuditEvent {
+            event: "code_replayed",
+            client_id: Some(client.id.as_str()),
+            ..Default::default()
+        })
+        .await?;
+    Ok(OAuthError::invalid_grant("authorization code already used"))
 }
 
 /// RFC 6749 §6, rotated at each use; a spent token presented again revokes its family (RFC 9700 §4.14.2).
@@ -216,9 +231,26 @@ async fn refresh_token(
         }
         grant.scopes = asked;
     }
-    let record = match state.db.spend_refresh_token(&hash).await? {
-        Spend::Spent(r) => r,
-        Spend::Replayed(r) => {
+    // The spend and the successor in one transaction, both refused once the family is revoked.
+    let successor = random_token();
+    let rotation = state
+        .db
+        .rotate_refresh_token(
+            &hash,
+            NewRefreshToken {
+                token_hash: &token_hash(&successor),
+                grant_json: &serde_json::to_string(&refresh_grant(
+                    &grant.scopes,
+                    &grant.auth,
+                    &grant.claims,
+                ))?,
+                expires_at: refresh_expiry(state),
+            },
+        )
+        .await?;
+    let record = match rotation {
+        Rotation::Rotated(r) => r,
+        Rotation::Replayed(r) => {
             state.revoke_family(&r.family_id).await?;
             state
                 .db
@@ -231,7 +263,7 @@ async fn refresh_token(
                 .await?;
             return Err(invalid());
         }
-        Spend::Unknown => return Err(invalid()),
+        Rotation::Refused => return Err(invalid()),
     };
     // A refresh token without offline_access lives no longer than its SSO session.
     if !grant.offline
@@ -255,7 +287,10 @@ async fn refresh_token(
         &grant.auth,
         &grant.claims,
         None,
-        Some(record.family_id),
+        Refresh::Rotated {
+            family: record.family_id,
+            token: successor,
+        },
     )
     .await?;
     Ok(issued.response)
@@ -338,6 +373,27 @@ struct Issued {
     family: Option<String>,
 }
 
+/// The refresh token that goes with an issuance.
+enum Refresh {
+    /// A new family, when the client may refresh (a code was redeemed).
+    Start,
+    /// The successor already stored by a rotation.
+    Rotated { family: String, token: String },
+}
+
+fn refresh_grant(scopes: &Scopes, auth: &AuthContext, claims: &ClaimsRequest) -> RefreshGrant {
+    RefreshGrant {
+        scopes: scopes.clone(),
+        auth: auth.clone(),
+        claims: claims.clone(),
+        offline: scopes.contains("offline_access"),
+    }
+}
+
+fn refresh_expiry(state: &AppState) -> i64 {
+    state.now() + state.settings.tokens.refresh_token_days as i64 * 86_400
+}
+
 /// Access token, refresh token (when the client may refresh) and ID token for a user's grant.
 #[allow(clippy::too_many_arguments)]
 async fn issue(
@@ -348,14 +404,39 @@ async fn issue(
     auth: &AuthContext,
     claims_request: &ClaimsRequest,
     nonce: Option<&str>,
-    family: Option<String>,
+    refresh: Refresh,
 ) -> Result<Issued, OAuthError> {
     let now = state.now();
     let ttl = state.settings.tokens.access_token_seconds;
-    let family = match family {
-        Some(f) => Some(f),
-        None if client.allows(GrantType::RefreshToken) => Some(uuid::Uuid::new_v4().to_string()),
-        None => None,
+    let (family, refresh_token) = match refresh {
+        Refresh::Rotated { family, token } => (Some(family), Some(token)),
+        Refresh::Start if client.allows(GrantType::RefreshToken) => {
+            let family = uuid::Uuid::new_v4().to_string();
+            let grant = refresh_grant(scopes, auth, claims_request);
+            let token = random_token();
+            let started = state
+                .db
+                .start_refresh_family(
+                    NewFamily {
+                        family_id: &family,
+                        user_id: &user.id,
+                        client_id: client.id.as_str(),
+                        session_id: (!grant.offline).then_some(auth.sid.as_str()),
+                        auth_time: auth.auth_time,
+                    },
+                    NewRefreshToken {
+                        token_hash: &token_hash(&token),
+                        grant_json: &serde_json::to_string(&grant)?,
+                        expires_at: refresh_expiry(state),
+                    },
+                )
+                .await?;
+            if !started {
+                return Err(OAuthError::invalid_grant("the account is not active"));
+            }
+            (Some(family), Some(token))
+        }
+        Refresh::Start => (None, None),
     };
     let mut userinfo_claims: BTreeSet<String> = claims::by_scope(scopes)
         .into_iter()
@@ -378,32 +459,19 @@ async fn issue(
         sid: family.is_none().then(|| auth.sid.clone()),
     };
     let access_token = state.store_access_token(&grant, family.as_deref()).await?;
-    let refresh_token = match &family {
-        Some(f) => {
-            let offline = scopes.contains("offline_access");
-            let grant = RefreshGrant {
-                scopes: scopes.clone(),
-                auth: auth.clone(),
-                claims: claims_request.clone(),
-                offline,
-            };
-            let token = random_token();
-            state
-                .db
-                .store_refresh_token(NewRefreshToken {
-                    token_hash: &token_hash(&token),
-                    family_id: f,
-                    user_id: &user.id,
-                    client_id: client.id.as_str(),
-                    session_id: (!offline).then_some(auth.sid.as_str()),
-                    grant_json: &serde_json::to_string(&grant)?,
-                    expires_at: now + state.settings.tokens.refresh_token_days as i64 * 86_400,
-                })
-                .await?;
-            Some(token)
-        }
-        None => None,
-    };
+    // A revocation that marked the family before the access token was filed under it did
+    // not delete it (and one that marks it later will): look again.
+    if let Some(f) = &family
+        && !state.db.refresh_family_live(f).await?
+    {
+        state
+            .eph
+            .delete(&access_key(&token_hash(&access_token)))
+            .await?;
+        return Err(OAuthError::invalid_grant(
+            "invalid, expired or revoked refresh token",
+        ));
+    }
     let id_token = scopes
         .contains("openid")
         .then(|| {

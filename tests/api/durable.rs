@@ -1,7 +1,7 @@
 //! The durable store on both databases: accounts, portals, consents, refresh tokens, audit.
 
 use sesame::domain::{Scopes, Username};
-use sesame::store::db::refresh_tokens::{NewRefreshToken, Spend};
+use sesame::store::db::refresh_tokens::{NewFamily, NewRefreshToken, Rotation};
 use sesame::store::db::users::CreateUserError;
 
 use crate::both_backends;
@@ -83,42 +83,52 @@ async fn clients_round_trip_and_deletion_cascades(backend: Backend) {
     assert!(!app.state.db.delete_client("portail:santé").await.unwrap());
 }
 
+fn family<'a>(user_id: &'a str, session_id: Option<&'a str>) -> NewFamily<'a> {
+    NewFamily {
+        family_id: "fam",
+        user_id,
+        client_id: "p1",
+        session_id,
+        auth_time: 0,
+    }
+}
+
+fn token(hash: &str) -> NewRefreshToken<'_> {
+    NewRefreshToken {
+        token_hash: hash,
+        grant_json: "{}",
+        expires_at: i64::MAX / 2,
+    }
+}
+
 async fn refresh_tokens_spend_once_and_replay_revokes_the_family(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = app.create_user("bob").await;
     app.create_client(ClientSpec::portal("p1")).await;
-    let store = |hash: &'static str| NewRefreshToken {
-        token_hash: hash,
-        family_id: "fam",
-        user_id: &user.id,
-        client_id: "p1",
-        session_id: Some("sid"),
-        grant_json: "{}",
-        expires_at: i64::MAX / 2,
-    };
-    app.state
-        .db
-        .store_refresh_token(store("rt1"))
-        .await
-        .unwrap();
-    app.state
-        .db
-        .store_refresh_token(store("rt2"))
-        .await
-        .unwrap();
+    let db = &app.state.db;
+    assert!(
+        db.start_refresh_family(family(&user.id, Some("sid")), token("rt1"))
+            .await
+            .unwrap()
+    );
     assert!(matches!(
-        app.state.db.spend_refresh_token("rt1").await.unwrap(),
-        Spend::Spent(_)
+        db.rotate_refresh_token("rt1", token("rt2")).await.unwrap(),
+        Rotation::Rotated(_)
     ));
     assert!(matches!(
-        app.state.db.spend_refresh_token("rt1").await.unwrap(),
-        Spend::Replayed(_)
+        db.rotate_refresh_token("rt1", token("rt3")).await.unwrap(),
+        Rotation::Replayed(_)
     ));
-    let rt2 = app.state.db.refresh_token("rt2").await.unwrap().unwrap();
+    let rt2 = db.refresh_token("rt2").await.unwrap().unwrap();
     assert!(rt2.revoked, "the family is revoked after a replay");
+    assert!(db.refresh_token("rt3").await.unwrap().is_none());
     assert!(matches!(
-        app.state.db.spend_refresh_token("nope").await.unwrap(),
-        Spend::Unknown
+        db.rotate_refresh_token("rt2", token("rt4")).await.unwrap(),
+        Rotation::Refused
+    ));
+    assert!(matches!(
+        db.rotate_refresh_token("nope", token("rt5")).await.unwrap(),
+        Rotation::Refused
     ));
 }
 
@@ -126,24 +136,22 @@ async fn concurrent_spends_have_one_winner(backend: Backend) {
     let app = TestApp::spawn(backend).await;
     let user = app.create_user("carol").await;
     app.create_client(ClientSpec::portal("p1")).await;
-    app.state
-        .db
-        .store_refresh_token(NewRefreshToken {
-            token_hash: "rt",
-            family_id: "f",
-            user_id: &user.id,
-            client_id: "p1",
-            session_id: None,
-            grant_json: "{}",
-            expires_at: i64::MAX / 2,
-        })
-        .await
-        .unwrap();
+    assert!(
+        app.state
+            .db
+            .start_refresh_family(family(&user.id, None), token("rt"))
+            .await
+            .unwrap()
+    );
     let tasks: Vec<_> = (0..6)
-        .map(|_| {
+        .map(|i| {
             let db = app.state.db.clone();
             tokio::spawn(async move {
-                matches!(db.spend_refresh_token("rt").await.unwrap(), Spend::Spent(_))
+                let next = format!("next{i}");
+                matches!(
+                    db.rotate_refresh_token("rt", token(&next)).await.unwrap(),
+                    Rotation::Rotated(_)
+                )
             })
         })
         .collect();

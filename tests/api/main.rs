@@ -18,4 +18,5 @@ mod logout;
 mod passkeys;
 mod password_flows;
 mod throttling;
+mod token_races;
 mod tokens;
