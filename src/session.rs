@@ -78,7 +78,7 @@ impl AppState {
         &self,
         headers: &HeaderMap,
     ) -> Result<Option<Current>, EphemeralError> {
-        let Some(cookie) = cookies::get(headers, cookies::SESSION) else {
+        let Some(cookie) = self.cookie(headers, cookies::SESSION) else {
             return Ok(None);
         };
         let key = key(cookie);
@@ -172,13 +172,7 @@ impl AppState {
                 Duration::from_secs(self.settings.session.max_hours * 3600),
             )
             .await?;
-        let set = cookies::set(
-            cookies::SESSION,
-            &cookie,
-            "/",
-            None,
-            self.settings.secure_cookies(),
-        );
+        let set = self.set_cookie(cookies::SESSION, &cookie, None);
         Ok((Current { key, session }, set))
     }
 
@@ -243,7 +237,7 @@ impl AppState {
     }
 
     pub fn clear_session_cookie(&self) -> HeaderValue {
-        cookies::clear(cookies::SESSION, "/", self.settings.secure_cookies())
+        self.clear_cookie(cookies::SESSION)
     }
 }
 

@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
-use super::throttle::{FORGOT_PER_ADDRESS, Gate};
+use super::throttle::{CAPTCHA_PER_ADDRESS, FORGOT_PER_ADDRESS, Gate};
 use crate::account::password::messages;
 use crate::account::{done, internal};
 use crate::app::{AppState, Internal};
@@ -73,14 +73,24 @@ fn latest_key(user_id: &str) -> String {
 
 pub async fn show(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(choice): Query<CaptchaChoice>,
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let text_captcha = choice.captcha.as_deref() == Some("text");
-    forgot_page(&state, locale, "", None, text_captcha, StatusCode::OK)
-        .await
-        .unwrap_or_else(|e| internal(&state, locale, e))
+    let result = async {
+        // Each page draws a captcha and keeps it with a form token: counted per address.
+        let address = state.client_ip(&peer, &headers);
+        if let Gate::Wait(s) = state
+            .address_attempt("captcha", &address, CAPTCHA_PER_ADDRESS)
+            .await?
+        {
+            return Ok(state.pages.busy_page(locale, s));
+        }
+        forgot_page(&state, locale, "", None, text_captcha, StatusCode::OK).await
+    };
+    result.await.unwrap_or_else(|e| internal(&state, locale, e))
 }
 
 pub async fn submit(

@@ -72,7 +72,7 @@ pub(crate) async fn load(
         .get_json(&interaction_key(uid))
         .await?
         .ok_or(Halt::Expired)?;
-    if !same_browser(headers, &interaction) {
+    if !same_browser(state, headers, &interaction) {
         return Err(Halt::Expired);
     }
     let client = state

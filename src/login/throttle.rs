@@ -12,8 +12,9 @@
 //! means of sign-in are not throttled by password failures. Locking accounts for good on
 //! failures would hand attackers a denial of service, so it is not done.
 //!
-//! Per client address: failures on the sign-in form and at the token endpoint, and every
-//! forgotten-password request, are counted in short windows.
+//! Per client address: failures on the sign-in form and at the token endpoint, every
+//! forgotten-password request, and the anonymous requests that write to the ephemeral store
+//! (a parked sign-in request, a captcha, a logout confirmation) are counted in short windows.
 
 use std::time::Duration;
 
@@ -39,6 +40,18 @@ const INFLIGHT_WINDOW: Duration = Duration::from_secs(30);
 pub const LOGIN_FAILURES_PER_ADDRESS: (u64, Duration) = (50, Duration::from_secs(600));
 pub const TOKEN_FAILURES_PER_ADDRESS: (u64, Duration) = (60, Duration::from_secs(60));
 pub const FORGOT_PER_ADDRESS: (u64, Duration) = (10, Duration::from_secs(900));
+/// Anonymous requests that leave something in the ephemeral store (or cost CPU) are counted
+/// too, so that one address cannot fill the store that also holds everyone's sessions; the
+/// bound this gives is in docs/ARCHITECTURE.md. Sign-in requests parked (30 min each): a
+/// shared address (NAT) starts at most 100 sign-ins a quarter of an hour.
+pub const AUTHORIZE_PER_ADDRESS: (u64, Duration) = (100, Duration::from_secs(900));
+/// Forgotten-password pages shown (an image captcha drawn, a captcha and a form token kept).
+pub const CAPTCHA_PER_ADDRESS: (u64, Duration) = (30, Duration::from_secs(900));
+/// Logout confirmations parked (10 min each).
+pub const LOGOUT_PER_ADDRESS: (u64, Duration) = (30, Duration::from_secs(600));
+/// Sign-in requests kept per browser (`sesame_browser` cookie): a new one drops the oldest,
+/// as the tab opened last is the one the person is looking at.
+pub const PENDING_PER_BROWSER: u64 = 10;
 
 fn delay_after(consecutive: u64) -> u64 {
     if consecutive <= FREE_FAILURES {

@@ -2,10 +2,11 @@
 //! errors are told (page for an unknown client or redirect URI, redirect for the rest), then
 //! answer at once from the SSO session or send the browser to the sign-in page.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -15,6 +16,7 @@ use crate::app::{AppState, Internal};
 use crate::crypto::{ct_eq, random_token, token_hash};
 use crate::domain::claims::ClaimsRequest;
 use crate::domain::{Client, CodeChallenge, GrantType, RedirectUri, Scopes};
+use crate::login::throttle::{AUTHORIZE_PER_ADDRESS, Gate, PENDING_PER_BROWSER};
 use crate::session::Current;
 use crate::web::{Locale, cookies};
 
@@ -28,6 +30,9 @@ pub enum AuthorizeError {
         error: &'static str,
         description: &'static str,
     },
+    /// This address started too many sign-ins lately: wait this many seconds. A page for the
+    /// person rather than a redirect, so a portal that retries on errors cannot loop.
+    Busy(u64),
     Internal(Internal),
 }
 
@@ -55,6 +60,7 @@ impl AuthorizeError {
                 state.issuer(),
                 &[("error", error), ("error_description", description)],
             )),
+            AuthorizeError::Busy(wait) => state.pages.busy_page(locale, wait),
             AuthorizeError::Internal(e) => {
                 tracing::error!(error = %e, "authorization failed");
                 state
@@ -72,18 +78,20 @@ pub fn see_other(location: &str) -> Response {
 
 pub async fn get(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(query): RawQuery,
 ) -> Response {
-    authorize(
-        state,
-        headers,
-        Params::parse(query.unwrap_or_default().as_bytes()),
-    )
-    .await
+    let params = Params::parse(query.unwrap_or_default().as_bytes());
+    authorize(state, peer, headers, params).await
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     if !is_form(&headers) {
         let locale = Locale::negotiate(None, &headers);
         return state
@@ -91,22 +99,67 @@ pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes
             .error_page(locale, "error.bad_request", StatusCode::BAD_REQUEST)
             .into_response();
     }
-    authorize(state, headers, Params::parse(&body)).await
+    authorize(state, peer, headers, Params::parse(&body)).await
 }
 
-async fn authorize(state: AppState, headers: HeaderMap, params: Params) -> Response {
+async fn authorize(
+    state: AppState,
+    peer: SocketAddr,
+    headers: HeaderMap,
+    params: Params,
+) -> Response {
     let locale = Locale::negotiate(params.get("ui_locales"), &headers);
+    let asker = Asker {
+        address: state.client_ip(&peer, &headers),
+        headers,
+        locale,
+    };
     let outcome = match parse(&state, &params).await {
-        Ok((client, request)) => respond(&state, &headers, &client, request, locale).await,
+        Ok((client, request)) => respond(&state, &asker, &client, request).await,
         Err(e) => Err(e),
     };
     outcome.unwrap_or_else(|e| e.respond(&state, locale))
 }
 
+/// Who is asking: what a parked request needs besides the request itself.
+struct Asker {
+    headers: HeaderMap,
+    address: String,
+    locale: Locale,
+}
+
+/// (name, most bytes, error_description) for each parameter.
+macro_rules! limits {
+    ($($name:literal: $max:literal),* $(,)?) => {
+        &[$(($name, $max, concat!($name, " is too long (at most ", $max, " bytes)"))),*]
+    };
+}
+
+/// The longest value of each parameter, in bytes. A request waits 30 minutes in the
+/// ephemeral store, so no parameter may make it large; real portals stay far below.
+const MAX_LEN: &[(&str, usize, &str)] = limits![
+    "client_id": 256, "redirect_uri": 2048,
+    "state": 512, "nonce": 512, "login_hint": 256, "claims": 2048,
+    "acr_values": 256, "ui_locales": 128, "scope": 512, "prompt": 64, "max_age": 16,
+    "response_type": 64, "response_mode": 64, "code_challenge": 128,
+    "code_challenge_method": 16, "id_token_hint": 8192, "display": 32,
+];
+
+/// The description of the first parameter longer than its limit.
+fn too_long(p: &Params, names: &[&str]) -> Option<&'static str> {
+    MAX_LEN
+        .iter()
+        .filter(|(name, ..)| names.is_empty() || names.contains(name))
+        .find(|(name, max, _)| p.get(name).is_some_and(|v| v.len() > *max))
+        .map(|(.., description)| *description)
+}
+
 /// Checks every parameter; the result is a request Sésame can serve.
 async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), AuthorizeError> {
     use AuthorizeError::Page;
-    if p.duplicated(&["client_id", "redirect_uri"]).is_some() {
+    if p.duplicated(&["client_id", "redirect_uri"]).is_some()
+        || too_long(p, &["client_id", "redirect_uri"]).is_some()
+    {
         return Err(Page("error.bad_request"));
     }
     let client = match p.get("client_id") {
@@ -123,7 +176,11 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
         .cloned()
         .ok_or(Page("error.bad_redirect_uri"))?;
 
-    let st = p.get("state").map(str::to_owned);
+    // An oversize state is refused below, and not echoed back to the portal.
+    let st = too_long(p, &["state"])
+        .is_none()
+        .then(|| p.get("state").map(str::to_owned))
+        .flatten();
     let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
         to: redirect_uri.clone(),
         state: st.clone(),
@@ -134,6 +191,9 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
 
     if p.duplicated(&[]).is_some() {
         return Err(invalid("a parameter is repeated"));
+    }
+    if let Some(description) = too_long(p, &[]) {
+        return Err(invalid(description));
     }
     if p.has("request") {
         return Err(fail(
@@ -286,12 +346,11 @@ pub fn hint_subject(state: &AppState, hint: &str) -> Option<String> {
 /// The request is valid: answer from the session, or ask the user.
 async fn respond(
     state: &AppState,
-    headers: &HeaderMap,
+    asker: &Asker,
     client: &Client,
     req: AuthRequest,
-    locale: Locale,
 ) -> Result<Response, AuthorizeError> {
-    let current = match state.current_session(headers).await? {
+    let current = match state.current_session(&asker.headers).await? {
         Some(c) if state.user_active(&c.session.user_id).await? => Some(c),
         _ => None,
     };
@@ -320,7 +379,7 @@ async fn respond(
                 ));
             }
             let user_id = c.session.user_id.clone();
-            start_interaction(state, headers, req, locale, Some(user_id), None).await
+            start_interaction(state, asker, req, Some(user_id), None).await
         }
         // Signed in with a password only: step up with the second factor, no new password.
         (Fit::StepUp, Some(c)) => {
@@ -337,10 +396,10 @@ async fn respond(
                 ));
             }
             let user_id = c.session.user_id.clone();
-            start_interaction(state, headers, req, locale, None, Some(user_id)).await
+            start_interaction(state, asker, req, None, Some(user_id)).await
         }
         _ if req.prompt.none => Err(fail("login_required", "the user is not signed in")),
-        _ => start_interaction(state, headers, req, locale, None, None).await,
+        _ => start_interaction(state, asker, req, None, None).await,
     }
 }
 
@@ -375,28 +434,31 @@ fn fit(state: &AppState, req: &AuthRequest, c: &Current) -> Fit {
 /// Parks the request server-side and sends the browser to the sign-in page.
 async fn start_interaction(
     state: &AppState,
-    headers: &HeaderMap,
+    asker: &Asker,
     request: AuthRequest,
-    locale: Locale,
     user_id: Option<String>,
     second_factor: Option<String>,
 ) -> Result<Response, AuthorizeError> {
-    let (browser, set_cookie) = match cookies::get(headers, cookies::BROWSER) {
+    // Counted before anything is kept: a new cookie per request is free for a client, so
+    // the per-browser cap alone bounds nothing.
+    if let Gate::Wait(s) = state
+        .address_attempt("authorize", &asker.address, AUTHORIZE_PER_ADDRESS)
+        .await?
+    {
+        return Err(AuthorizeError::Busy(s));
+    }
+    let (browser, set_cookie) = match state.cookie(&asker.headers, cookies::BROWSER) {
         Some(b) if b.len() == 43 => (b.to_owned(), None),
         _ => {
             let b = random_token();
-            let c = cookies::set(
-                cookies::BROWSER,
-                &b,
-                "/",
-                None,
-                state.settings.secure_cookies(),
-            );
-            (b, Some(c))
+            (
+                b.clone(),
+                Some(state.set_cookie(cookies::BROWSER, &b, None)),
+            )
         }
     };
     let replaces = state
-        .current_session(headers)
+        .current_session(&asker.headers)
         .await
         .map_err(crate::app::Internal::from)?
         .map(|c| c.key);
@@ -404,7 +466,7 @@ async fn start_interaction(
     let interaction = Interaction {
         request,
         csrf: random_token(),
-        locale,
+        locale: asker.locale,
         user_id,
         must_change: None,
         second_factor,
@@ -417,6 +479,7 @@ async fn start_interaction(
         .eph
         .put_json(&interaction_key(&uid), &interaction, ttl)
         .await?;
+    keep_latest_per_browser(state, &interaction.browser, &uid, ttl).await?;
     let next = if interaction.second_factor.is_some() {
         format!("/interaction/{uid}/totp")
     } else {
@@ -429,8 +492,26 @@ async fn start_interaction(
     Ok(res)
 }
 
+/// Files `uid` in one of the browser's `PENDING_PER_BROWSER` slots, taken in turn, and drops
+/// the request it displaces. `incr` gives each request its own turn and `swap` hands each
+/// previous occupant to exactly one caller, so even racing requests leave at most the cap.
+async fn keep_latest_per_browser(
+    state: &AppState,
+    browser: &str,
+    uid: &str,
+    ttl: Duration,
+) -> Result<(), Internal> {
+    let turn = state.eph.incr(&format!("pending:{browser}"), ttl).await?;
+    let slot = format!("pending:{browser}:{}", turn % PENDING_PER_BROWSER);
+    if let Some(displaced) = state.eph.swap(&slot, uid, ttl).await? {
+        state.eph.delete(&interaction_key(&displaced)).await?;
+    }
+    Ok(())
+}
+
 /// True when this browser started the interaction (a link sent to a victim is worthless).
-pub fn same_browser(headers: &HeaderMap, interaction: &Interaction) -> bool {
-    cookies::get(headers, cookies::BROWSER)
+pub fn same_browser(state: &AppState, headers: &HeaderMap, interaction: &Interaction) -> bool {
+    state
+        .cookie(headers, cookies::BROWSER)
         .is_some_and(|b| ct_eq(token_hash(b).as_bytes(), interaction.browser.as_bytes()))
 }

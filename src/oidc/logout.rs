@@ -3,11 +3,12 @@
 //! asks the person to confirm. Redirects go only to a `post_logout_redirect_uri` registered,
 //! exactly, by the client the hint (or `client_id`) names.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::web::form::PageForm;
 use axum::body::Bytes;
-use axum::extract::{RawQuery, State};
+use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
@@ -17,6 +18,7 @@ use super::authorize::{hint_subject, see_other};
 use super::params::{Params, is_form};
 use crate::app::{AppState, Internal};
 use crate::crypto::{b64url, ct_eq, random_token, sha256, token_hash};
+use crate::login::throttle::{Gate, LOGOUT_PER_ADDRESS};
 use crate::session::Current;
 use crate::web::{Locale, Page};
 
@@ -30,8 +32,32 @@ struct Pending {
 
 enum Bad {
     Request,
+    /// Too many confirmations parked from this address: wait this many seconds.
+    Busy(u64),
     Internal(Internal),
 }
+
+impl Bad {
+    fn respond(self, state: &AppState, locale: Locale) -> Response {
+        match self {
+            Bad::Request => state
+                .pages
+                .error_page(locale, "error.bad_logout", StatusCode::BAD_REQUEST)
+                .into_response(),
+            Bad::Busy(wait) => state.pages.busy_page(locale, wait),
+            Bad::Internal(e) => {
+                tracing::error!(error = %e, "logout failed");
+                state
+                    .pages
+                    .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
+                    .into_response()
+            }
+        }
+    }
+}
+
+/// The longest `state` a portal may have carried back (the pending logout keeps it).
+const MAX_STATE: usize = 512;
 
 impl<E: Into<Internal>> From<E> for Bad {
     fn from(e: E) -> Self {
@@ -51,51 +77,44 @@ pub fn session_csrf(c: &Current) -> String {
 
 pub async fn get(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
 ) -> Response {
-    logout(
-        state,
-        headers,
-        Params::parse(q.unwrap_or_default().as_bytes()),
-    )
-    .await
+    let params = Params::parse(q.unwrap_or_default().as_bytes());
+    logout(state, peer, headers, params).await
 }
 
-pub async fn post(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn post(
+    State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let params = if is_form(&headers) {
         Params::parse(&body)
     } else {
         Params::default()
     };
-    logout(state, headers, params).await
+    logout(state, peer, headers, params).await
 }
 
-async fn logout(state: AppState, headers: HeaderMap, p: Params) -> Response {
+async fn logout(state: AppState, peer: SocketAddr, headers: HeaderMap, p: Params) -> Response {
     let locale = Locale::negotiate(p.get("ui_locales"), &headers);
-    match decide(&state, &headers, &p, locale).await {
-        Ok(r) => r,
-        Err(Bad::Request) => state
-            .pages
-            .error_page(locale, "error.bad_logout", StatusCode::BAD_REQUEST)
-            .into_response(),
-        Err(Bad::Internal(e)) => {
-            tracing::error!(error = %e, "logout failed");
-            state
-                .pages
-                .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
-                .into_response()
-        }
-    }
+    let address = state.client_ip(&peer, &headers);
+    decide(&state, &headers, &address, &p, locale)
+        .await
+        .unwrap_or_else(|bad| bad.respond(&state, locale))
 }
 
 async fn decide(
     state: &AppState,
     headers: &HeaderMap,
+    address: &str,
     p: &Params,
     locale: Locale,
 ) -> Result<Response, Bad> {
-    if p.duplicated(&[]).is_some() {
+    if p.duplicated(&[]).is_some() || p.get("state").is_some_and(|s| s.len() > MAX_STATE) {
         return Err(Bad::Request);
     }
     let current = state.current_session(headers).await?;
@@ -105,7 +124,7 @@ async fn decide(
             Some(c) if ct_eq(csrf.as_bytes(), session_csrf(c).as_bytes()) => {
                 finish(state, current, None, locale).await
             }
-            _ => confirm_page(state, current.as_ref(), None, locale).await,
+            _ => confirm_page(state, address, current.as_ref(), None, locale).await,
         };
     }
     let hint = match p.get("id_token_hint") {
@@ -140,7 +159,7 @@ async fn decide(
     if hint_matches {
         finish(state, current, redirect, locale).await
     } else {
-        confirm_page(state, current.as_ref(), redirect, locale).await
+        confirm_page(state, address, current.as_ref(), redirect, locale).await
     }
 }
 
@@ -166,10 +185,18 @@ fn verified_hint(state: &AppState, hint: &str) -> Option<Hint> {
 
 async fn confirm_page(
     state: &AppState,
+    address: &str,
     current: Option<&Current>,
     redirect: Option<String>,
     locale: Locale,
 ) -> Result<Response, Bad> {
+    // Each confirmation is kept 10 minutes: counted per address before it is.
+    if let Gate::Wait(s) = state
+        .address_attempt("logout", address, LOGOUT_PER_ADDRESS)
+        .await?
+    {
+        return Err(Bad::Busy(s));
+    }
     let csrf = random_token();
     let pending = Pending {
         redirect,
@@ -226,20 +253,9 @@ pub async fn confirm(
         }
         finish(&state, current, pending.redirect, locale).await
     };
-    match result.await {
-        Ok(r) => r,
-        Err(Bad::Request) => state
-            .pages
-            .error_page(locale, "error.bad_logout", StatusCode::BAD_REQUEST)
-            .into_response(),
-        Err(Bad::Internal(e)) => {
-            tracing::error!(error = %e, "logout failed");
-            state
-                .pages
-                .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
-                .into_response()
-        }
-    }
+    result
+        .await
+        .unwrap_or_else(|bad| bad.respond(&state, locale))
 }
 
 /// Ends the session (if any), clears the cookie, then goes back to the portal or says goodbye.

@@ -6,4 +6,4 @@ pub mod db;
 pub mod ephemeral;
 
 pub use db::Db;
-pub use ephemeral::Ephemeral;
+pub use ephemeral::{Ephemeral, Footprint};

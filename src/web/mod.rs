@@ -87,6 +87,22 @@ impl Templates {
         );
         Page::ok(html).with_status(status)
     }
+
+    /// 429 for a client over one of its per-address limits, with `Retry-After`.
+    pub fn busy_page(&self, locale: Locale, wait_secs: u64) -> Response {
+        let minutes = wait_secs.div_ceil(60).max(1) as i64;
+        let html = self.render(
+            "error.html",
+            locale,
+            minijinja::context! { error => templates::text_n(locale, "error.busy", minutes) },
+        );
+        let mut res = Page::ok(html)
+            .with_status(StatusCode::TOO_MANY_REQUESTS)
+            .into_response();
+        res.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(wait_secs));
+        res
+    }
 }
 
 /// A path for an `action` or `href` attribute, unescaped when it holds only characters that

@@ -150,7 +150,37 @@ async fn json_records_round_trip(backend: Backend) {
     s.ping().await.unwrap();
 }
 
+async fn swap_hands_each_previous_value_to_one_caller(backend: Backend) {
+    let s = store(&backend).await;
+    assert_eq!(s.swap("slot", "a", LONG).await.unwrap(), None);
+    assert_eq!(
+        s.swap("slot", "b", LONG).await.unwrap().as_deref(),
+        Some("a")
+    );
+    // Racing swaps: every value but the last is handed back exactly once.
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let s = s.clone();
+            tokio::spawn(async move { s.swap("slot", &i.to_string(), LONG).await.unwrap() })
+        })
+        .collect();
+    let mut seen = vec![];
+    for t in tasks {
+        seen.extend(t.await.unwrap());
+    }
+    seen.extend(s.get("slot").await.unwrap());
+    seen.sort();
+    let mut expected: Vec<String> = (0..20).map(|i: i32| i.to_string()).collect();
+    expected.push("b".into());
+    expected.sort();
+    assert_eq!(seen, expected);
+    let f = s.footprint().await.unwrap();
+    assert_eq!(f.keys, 1);
+    assert!(f.bytes > "slot".len(), "{f:?}");
+}
+
 crate::both_backends!(
+    swap_hands_each_previous_value_to_one_caller,
     put_get_and_expiry,
     take_is_single_use_even_concurrently,
     put_if_absent_keeps_the_first,

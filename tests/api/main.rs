@@ -5,6 +5,7 @@ mod helpers;
 mod smtp;
 mod strong_auth;
 
+mod abuse;
 mod authorize;
 mod certificates;
 mod cli;

@@ -162,7 +162,7 @@ async fn f1_f3_temporary_password_then_forced_change_then_the_portal(backend: Ba
         .text()
         .await
         .unwrap();
-    assert!(alt.contains("Combien font"));
+    assert!(alt.contains("Recopiez ces 6 caractères"));
     let (_cid, answer) = captcha(&app, &alt).await;
     let res = b
         .submit(

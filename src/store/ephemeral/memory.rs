@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::EphemeralError;
+use super::{EphemeralError, Footprint};
 
 #[derive(Clone, Default)]
 pub struct MemoryStore {
@@ -98,6 +98,21 @@ impl MemoryStore {
             .map(|(v, _)| v.clone()))
     }
 
+    pub async fn swap(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, EphemeralError> {
+        let now = Instant::now();
+        let mut inner = self.lock();
+        inner.live(key, now);
+        Ok(inner
+            .values
+            .insert(key.to_owned(), (value.to_owned(), now + ttl))
+            .map(|(v, _)| v))
+    }
+
     pub async fn take(&self, key: &str) -> Result<Option<String>, EphemeralError> {
         let now = Instant::now();
         let mut inner = self.lock();
@@ -174,6 +189,19 @@ impl MemoryStore {
 
     pub async fn ping(&self) -> Result<(), EphemeralError> {
         Ok(())
+    }
+
+    pub async fn footprint(&self) -> Result<Footprint, EphemeralError> {
+        let mut inner = self.lock();
+        inner.sweep(Instant::now());
+        let values = inner.values.iter().map(|(k, (v, _))| k.len() + v.len());
+        let owners = (inner.owners.iter())
+            .map(|(k, (members, _))| k.len() + members.iter().map(String::len).sum::<usize>());
+        let sizes: Vec<usize> = values.chain(owners).collect();
+        Ok(Footprint {
+            keys: sizes.len(),
+            bytes: sizes.iter().sum(),
+        })
     }
 }
 

@@ -24,6 +24,14 @@ pub enum EphemeralError {
     Corrupt { key: String, reason: String },
 }
 
+/// What the store holds, for diagnostics and tests (a full scan: never on a request path).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Footprint {
+    pub keys: usize,
+    /// Memory backend: key and value bytes. Redis: `MEMORY USAGE` of each key (overhead included).
+    pub bytes: usize,
+}
+
 #[derive(Clone)]
 pub enum Ephemeral {
     Memory(MemoryStore),
@@ -85,6 +93,17 @@ impl Ephemeral {
         dispatch!(self, s => s.get(key).await)
     }
 
+    /// Stores `value` under `key` for `ttl` and returns what it replaced, atomically (SET … GET):
+    /// of two concurrent callers, each sees a different previous value.
+    pub async fn swap(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, EphemeralError> {
+        dispatch!(self, s => s.swap(key, value, ttl).await)
+    }
+
     /// Atomic get-and-delete: of two concurrent callers, one gets the value.
     pub async fn take(&self, key: &str) -> Result<Option<String>, EphemeralError> {
         dispatch!(self, s => s.take(key).await)
@@ -121,6 +140,11 @@ impl Ephemeral {
 
     pub async fn ping(&self) -> Result<(), EphemeralError> {
         dispatch!(self, s => s.ping().await)
+    }
+
+    /// Keys and bytes held (under this store's prefix on Redis; a single node only).
+    pub async fn footprint(&self) -> Result<Footprint, EphemeralError> {
+        dispatch!(self, s => s.footprint().await)
     }
 
     pub async fn put_json<T: Serialize>(

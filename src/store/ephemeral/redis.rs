@@ -7,7 +7,7 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, FromRedisValue, Script};
 
-use super::EphemeralError;
+use super::{EphemeralError, Footprint};
 
 #[derive(Clone)]
 pub struct RedisStore {
@@ -138,6 +138,21 @@ impl RedisStore {
         self.run(redis::cmd("GET").arg(self.key(key))).await
     }
 
+    pub async fn swap(
+        &self,
+        key: &str,
+        value: &str,
+        ttl: Duration,
+    ) -> Result<Option<String>, EphemeralError> {
+        let mut cmd = redis::cmd("SET");
+        cmd.arg(self.key(key))
+            .arg(value)
+            .arg("PX")
+            .arg(millis(ttl))
+            .arg("GET");
+        self.run(&cmd).await
+    }
+
     pub async fn take(&self, key: &str) -> Result<Option<String>, EphemeralError> {
         self.run(redis::cmd("GETDEL").arg(self.key(key))).await
     }
@@ -195,6 +210,53 @@ impl RedisStore {
             Err(EphemeralError::Unavailable(format!("PING answered {pong}")))
         }
     }
+}
+
+impl RedisStore {
+    pub async fn footprint(&self) -> Result<Footprint, EphemeralError> {
+        let Conn::Single(c) = &self.conn else {
+            return Err(EphemeralError::Unavailable(
+                "footprint scans one node, not a cluster".into(),
+            ));
+        };
+        let mut conn = c.clone();
+        let pattern = format!("{}*", glob_escape(&self.prefix));
+        let (mut cursor, mut total) = (0u64, Footprint::default());
+        loop {
+            let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await?;
+            for k in keys {
+                let used: Option<usize> = redis::cmd("MEMORY")
+                    .arg("USAGE")
+                    .arg(&k)
+                    .query_async(&mut conn)
+                    .await?;
+                if let Some(n) = used {
+                    total.keys += 1;
+                    total.bytes += n;
+                }
+            }
+            if next == 0 {
+                return Ok(total);
+            }
+            cursor = next;
+        }
+    }
+}
+
+fn glob_escape(s: &str) -> String {
+    s.chars()
+        .flat_map(|c| {
+            let special = matches!(c, '*' | '?' | '[' | ']' | '\\');
+            special.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }
 
 async fn run_on<C: ConnectionLike + Send, T: FromRedisValue>(
