@@ -4,6 +4,7 @@
 use std::io::Read;
 use std::path::PathBuf;
 
+use crate::demo::DemoArgs;
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use serde_json::json;
@@ -15,8 +16,8 @@ use crate::domain::password::{self, PasswordPolicy};
 use crate::domain::{
     ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username,
 };
+use crate::hashing::Passwords;
 use crate::keys::KeyRing;
-use crate::login::password::Passwords;
 use crate::mail::{Kind, Mailer};
 use crate::server::{Server, shutdown_signal};
 use crate::store::Db;
@@ -56,19 +57,6 @@ pub enum Command {
     /// Signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
-}
-
-#[derive(Args, Debug)]
-pub struct DemoArgs {
-    /// Where the demo portal listens.
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    pub portal_listen: std::net::SocketAddr,
-    /// Where the certificate-login (mTLS) listener listens, unless `mtls.client_ca` is set.
-    #[arg(long, default_value = "127.0.0.1:8443")]
-    pub mtls_listen: std::net::SocketAddr,
-    /// The demo's test PKI (CA, server certificate, card), made here on first start.
-    #[arg(long, default_value = "data/demo-pki")]
-    pub pki_dir: PathBuf,
 }
 
 #[derive(Subcommand, Debug)]
@@ -272,7 +260,7 @@ async fn user(settings: Settings, cmd: UserCommand) -> anyhow::Result<()> {
                 let violations = PasswordPolicy::from_settings(&settings.password)
                     .check(&password, username.as_str());
                 if !violations.is_empty() {
-                    let reasons = crate::account::password::messages(Locale::En, &violations);
+                    let reasons = crate::services::credentials::messages(Locale::En, &violations);
                     bail!("the password breaks the policy: {}", reasons.join(" "));
                 }
                 (password, false)
@@ -596,8 +584,8 @@ async fn find_user(
 }
 
 async fn end_sessions(settings: &Settings, db: &Db, user_id: &str) -> anyhow::Result<()> {
-    let eph = crate::app::open_ephemeral(settings).await?;
-    crate::session::end_all(db, &eph, user_id).await?;
+    let eph = crate::state::open_ephemeral(settings).await?;
+    crate::services::session::end_all(db, &eph, user_id).await?;
     Ok(())
 }
 

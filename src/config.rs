@@ -24,7 +24,7 @@ pub struct Settings {
     pub keys_dir: PathBuf,
     pub keys: KeySettings,
     /// « Code à recopier » on the forms that ask for it: `image` or `off`.
-    pub captcha: crate::login::captcha::CaptchaMode,
+    pub captcha: CaptchaMode,
     pub mail: MailSettings,
     pub session: SessionSettings,
     pub tokens: TokenSettings,
@@ -119,6 +119,15 @@ impl Default for MtlsSettings {
             bind_on_first_use: false,
         }
     }
+}
+
+/// « Code à recopier » on the forms that ask for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CaptchaMode {
+    #[default]
+    Image,
+    Off,
 }
 
 /// How a TLS-terminating proxy forwards the client certificate.

@@ -22,7 +22,6 @@ use openidconnect::{
 };
 use serde::Deserialize;
 
-use crate::cli::DemoArgs;
 use crate::config::Settings;
 use crate::domain::client::NewClient;
 use crate::domain::{
@@ -31,6 +30,20 @@ use crate::domain::{
 };
 use crate::server::{Server, shutdown_signal};
 use crate::store::db::users::{CreateUserError, NewUser};
+
+/// `sesame demo`'s options.
+#[derive(clap::Args, Debug)]
+pub struct DemoArgs {
+    /// Where the demo portal listens.
+    #[arg(long, default_value = "127.0.0.1:8081")]
+    pub portal_listen: std::net::SocketAddr,
+    /// Where the certificate-login (mTLS) listener listens, unless `mtls.client_ca` is set.
+    #[arg(long, default_value = "127.0.0.1:8443")]
+    pub mtls_listen: std::net::SocketAddr,
+    /// The demo's test PKI (CA, server certificate, card), made here on first start.
+    #[arg(long, default_value = "data/demo-pki")]
+    pub pki_dir: std::path::PathBuf,
+}
 
 pub const DEMO_USER: &str = "demo";
 pub const DEMO_PASSWORD: &str = "Demo#2026!";

@@ -15,18 +15,22 @@
 
 pub mod account;
 pub mod app;
+pub mod backchannel;
 pub mod cli;
 pub mod config;
 pub mod crypto;
 pub mod demo;
 pub mod domain;
 pub mod forwarded;
+pub mod hashing;
 pub mod keys;
 pub mod login;
 pub mod mail;
+pub mod metadata;
 pub mod oidc;
 pub mod server;
-pub mod session;
+pub mod services;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 pub mod tls;

@@ -5,8 +5,9 @@ use std::net::SocketAddr;
 
 use tokio::net::TcpListener;
 
-use crate::app::{AppState, Internal, router};
+use crate::app::router;
 use crate::config::Settings;
+use crate::state::{AppState, Internal};
 
 pub struct Server {
     listener: TcpListener,

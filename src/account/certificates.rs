@@ -6,12 +6,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{internal, notify, owner, password_refused, signin_first};
-use crate::app::{AppState, Internal};
+use super::{owner, password_refused, signin_first};
 use crate::mail::Kind;
+use crate::services::credentials::notify;
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::Locale;
 use crate::web::form::PageForm;
+use crate::web::internal;
 use crate::web::templates::text;
 
 #[derive(Deserialize)]
@@ -60,10 +62,12 @@ pub async fn remove(
         notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
         // A card is removed when lost: whoever holds it (and its PIN) loses the sessions too.
         state.end_all_sessions(&user.id).await?;
-        let mut res = super::done(&state, locale, "cert.removed", None);
+        let mut res = crate::web::done(&state.pages, locale, "cert.removed", None);
         res.headers_mut()
             .append(axum::http::header::SET_COOKIE, state.clear_session_cookie());
         Ok::<_, Internal>(res)
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }

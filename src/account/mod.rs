@@ -2,10 +2,10 @@
 
 pub mod certificates;
 pub mod passkeys;
-pub mod password;
 pub mod totp;
 
 use crate::web::form::PageForm;
+use crate::web::{done, internal};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -13,11 +13,10 @@ use minijinja::{Value, context};
 use serde::Deserialize;
 use std::net::SocketAddr;
 
-use crate::app::{AppState, Internal};
 use crate::crypto::{b64url, ct_eq, sha256};
-use crate::login::throttle::Recheck;
-use crate::mail::Kind;
-use crate::session::Current;
+use crate::services::session::Current;
+use crate::services::throttle::Recheck;
+use crate::state::{AppState, Internal};
 use crate::web::templates::text_n;
 use crate::web::{Locale, Page};
 
@@ -44,9 +43,9 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response
     match state.current_session(&headers).await {
         Ok(Some(c)) => page(&state, &c, locale, Vec::new())
             .await
-            .unwrap_or_else(|e| internal(&state, locale, e)),
+            .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e)),
         Ok(None) => signin_first(&state, locale),
-        Err(e) => internal(&state, locale, e.into()),
+        Err(e) => internal(&state.pages, locale, e),
     }
 }
 
@@ -102,11 +101,21 @@ pub async fn change_password(
             )
             .await?
         {
-            Ok(()) => Ok(done(&state, locale, "change.done", None)),
-            Err(v) => page(&state, &current, locale, password::messages(locale, &v)).await,
+            Ok(()) => Ok(done(&state.pages, locale, "change.done", None)),
+            Err(v) => {
+                page(
+                    &state,
+                    &current,
+                    locale,
+                    crate::services::credentials::messages(locale, &v),
+                )
+                .await
+            }
         }
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 async fn page(
@@ -131,7 +140,7 @@ async fn page(
         context! {
             signed_in_name => user.display_name(),
             username => user.username.to_string(),
-            logout_csrf => crate::oidc::logout::session_csrf(c),
+            logout_csrf => crate::services::session::session_csrf(c),
             csrf_token => csrf(c),
             errors => errors,
             totp_enabled => state.totp_enrolled(&user.id).await?,
@@ -165,21 +174,6 @@ async fn passkey_list(state: &AppState, user_id: &str) -> Result<Vec<Value>, Int
         .collect())
 }
 
-/// The confirmation page shared by every password flow.
-pub fn done(
-    state: &AppState,
-    locale: Locale,
-    message: &str,
-    continue_url: Option<String>,
-) -> Response {
-    let html = state.pages.render(
-        "password_done.html",
-        locale,
-        context! { message => message, continue_url => continue_url },
-    );
-    Page::ok(html).into_response()
-}
-
 /// The signed-in session and its account, if the form's CSRF token is the session's own:
 /// how every « Mon compte » change starts.
 pub(crate) async fn owner(
@@ -209,14 +203,6 @@ pub(crate) fn signin_first(state: &AppState, locale: Locale) -> Response {
         .into_response()
 }
 
-pub fn internal(state: &AppState, locale: Locale, e: Internal) -> Response {
-    tracing::error!(error = %e, "account page failed");
-    state
-        .pages
-        .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
-        .into_response()
-}
-
 /// Checks the account's password, throttled like every other password check.
 pub(crate) async fn password_refused(
     state: &AppState,
@@ -231,21 +217,4 @@ pub(crate) async fn password_refused(
         Recheck::Wait(s) => crate::web::templates::text_n(locale, "throttle.wait", s as i64),
     };
     Ok(Some(page(state, c, locale, vec![message]).await?))
-}
-
-/// Tells the owner that a sign-in means was added or removed (with the support contact).
-pub(crate) async fn notify(
-    state: &AppState,
-    user: &crate::domain::user::User,
-    locale: Locale,
-    kind: Kind,
-    factor: &str,
-) -> Result<(), Internal> {
-    let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
-    let ctx = context! { username => user.username.to_string(), factor => factor, when => when };
-    state
-        .mailer
-        .send(&state.db, &user.email, locale, kind, ctx)
-        .await?;
-    Ok(())
 }

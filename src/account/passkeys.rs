@@ -11,14 +11,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::{csrf, internal, notify, owner, page, password_refused, signin_first};
-use crate::app::{AppState, Internal};
+use super::{csrf, owner, page, password_refused, signin_first};
 use crate::crypto::token_hash;
-use crate::login::passkey::{credential_key, user_handle};
+use crate::domain::passkey::{credential_key, user_handle};
 use crate::mail::Kind;
-use crate::session::Current;
+use crate::services::credentials::notify;
+use crate::services::session::Current;
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::form::PageForm;
+use crate::web::internal;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
 
@@ -120,7 +122,9 @@ pub async fn start(
         );
         Ok(Page::ok(html).with_script().into_response())
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 pub async fn finish(
@@ -179,9 +183,16 @@ pub async fn finish(
             .await?;
         let factor = factor_label(locale, &pending.name);
         notify(&state, &user, locale, Kind::FactorAdded, &factor).await?;
-        Ok(super::done(&state, locale, "passkey.added", None))
+        Ok(crate::web::done(
+            &state.pages,
+            locale,
+            "passkey.added",
+            None,
+        ))
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 pub async fn remove(
@@ -214,7 +225,14 @@ pub async fn remove(
             .await?;
         let factor = factor_label(locale, &name);
         notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
-        Ok(super::done(&state, locale, "passkey.removed", None))
+        Ok(crate::web::done(
+            &state.pages,
+            locale,
+            "passkey.removed",
+            None,
+        ))
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }

@@ -9,14 +9,16 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{csrf, internal, notify, owner, password_refused, signin_first};
-use crate::app::{AppState, Internal};
+use super::{csrf, owner, password_refused, signin_first};
 use crate::crypto::token_hash;
-use crate::login::totp::{authenticator, recovery_codes, recovery_hash};
+use crate::domain::totp::{authenticator, recovery_codes, recovery_hash};
 use crate::mail::Kind;
-use crate::session::Current;
+use crate::services::credentials::notify;
+use crate::services::session::Current;
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::form::PageForm;
+use crate::web::internal;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
 
@@ -63,7 +65,9 @@ pub async fn start(
             StatusCode::OK,
         ))
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 pub async fn confirm(
@@ -123,7 +127,9 @@ pub async fn confirm(
         );
         Ok(Page::ok(html).into_response())
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 pub async fn remove(
@@ -150,9 +156,11 @@ pub async fn remove(
                 .await?;
             notify(&state, &user, locale, Kind::FactorRemoved, "TOTP").await?;
         }
-        Ok(super::done(&state, locale, "totp.removed", None))
+        Ok(crate::web::done(&state.pages, locale, "totp.removed", None))
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 fn enrol_page(

@@ -3,10 +3,12 @@
 pub mod claims;
 pub mod client;
 pub mod national_id;
+pub mod passkey;
 pub mod password;
 pub mod pkce;
 pub mod redirect_uri;
 pub mod scope;
+pub mod totp;
 pub mod user;
 
 pub use client::{Client, ClientId, GrantType, IdTokenAlg, TokenAuthMethod};

@@ -14,13 +14,13 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use super::{Halt, Proof, finish_login, load};
-use crate::app::{AppState, Internal};
 use crate::crypto::{random_token, token_hash};
-use crate::oidc::authorize::see_other;
-use crate::oidc::grant::interaction_key;
+use crate::services::grant::interaction_key;
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::tls::PeerChain;
 use crate::web::Locale;
+use crate::web::see_other;
 use rustls_pki_types::CertificateDer;
 
 /// What the mTLS side hands back: the account the card is bound to, or (binding at first
@@ -51,7 +51,7 @@ pub fn mtls_router(state: AppState) -> Router {
     Router::new()
         .route("/certificate/{uid}", get(on_mtls))
         // Its error pages (no card, card refused) are styled like every other page.
-        .route("/static/sesame.css", get(crate::app::web_css))
+        .route("/static/sesame.css", get(crate::web::css))
         .layer(axum::middleware::from_fn(
             crate::web::headers::security_headers,
         ))
@@ -216,7 +216,14 @@ impl AppState {
             "{} ({national_id})",
             crate::web::templates::text(locale, "cert.factor")
         );
-        crate::account::notify(self, &user, locale, crate::mail::Kind::FactorAdded, &factor).await
+        crate::services::credentials::notify(
+            self,
+            &user,
+            locale,
+            crate::mail::Kind::FactorAdded,
+            &factor,
+        )
+        .await
     }
 }
 

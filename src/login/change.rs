@@ -11,11 +11,11 @@ use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::throttle::Recheck;
 use super::{Halt, load, load_posted, pending_account};
-use crate::account::password::messages;
-use crate::app::{AppState, Internal};
-use crate::oidc::grant::{Interaction, interaction_key};
+use crate::services::credentials::messages;
+use crate::services::grant::{Interaction, interaction_key};
+use crate::services::throttle::Recheck;
+use crate::state::{AppState, Internal};
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
 
@@ -125,8 +125,8 @@ pub async fn submit(
         if state.has_second_factor(&user.id).await? {
             i.second_factor = Some(user.id.clone());
             state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
-            return Ok(crate::account::done(
-                &state,
+            return Ok(crate::web::done(
+                &state.pages,
                 l,
                 "change.done",
                 Some(format!("/interaction/{uid}/totp")),
@@ -151,8 +151,8 @@ pub async fn submit(
             .await?;
         i.user_id = Some(user.id.clone());
         state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
-        let mut res = crate::account::done(
-            &state,
+        let mut res = crate::web::done(
+            &state.pages,
             l,
             "change.done",
             Some(format!("/interaction/{uid}")),

@@ -13,17 +13,18 @@ use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 use serde::{Deserialize, Serialize};
 
-use super::throttle::{CAPTCHA_PER_ADDRESS, FORGOT_PER_ADDRESS, Gate};
-use crate::account::password::messages;
-use crate::account::{done, internal};
-use crate::app::{AppState, Internal};
 use crate::crypto::{random_token, token_hash};
 use crate::domain::Username;
 use crate::domain::user::User;
 use crate::mail::Kind;
+use crate::services::credentials::latest_reset_key;
+use crate::services::credentials::messages;
+use crate::services::throttle::{CAPTCHA_PER_ADDRESS, FORGOT_PER_ADDRESS, Gate};
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
+use crate::web::{done, internal};
 
 #[derive(Deserialize, Default)]
 pub struct CaptchaChoice {
@@ -67,9 +68,6 @@ struct ResetGrant {
 fn reset_key(token: &str) -> String {
     format!("reset:{}", token_hash(token))
 }
-fn latest_key(user_id: &str) -> String {
-    format!("reset_user:{user_id}")
-}
 
 pub async fn show(
     State(state): State<AppState>,
@@ -90,7 +88,9 @@ pub async fn show(
         }
         forgot_page(&state, locale, "", None, text_captcha, StatusCode::OK).await
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 pub async fn submit(
@@ -169,7 +169,9 @@ pub async fn submit(
         );
         Ok(Page::ok(html).into_response())
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 /// Stores a new single-use link for `user` (and voids the older ones); for no account, the
@@ -191,7 +193,7 @@ async fn issue_link(state: &AppState, user: Option<&User>) -> Result<String, Int
     // Only the latest link counts: an older one, even unexpired, is void.
     state
         .eph
-        .put(&latest_key(&user_id), &token_hash(&token), ttl)
+        .put(&latest_reset_key(&user_id), &token_hash(&token), ttl)
         .await?;
     Ok(token)
 }
@@ -251,12 +253,6 @@ fn mask(email: &str) -> String {
     format!("{masked}@{domain}")
 }
 
-/// Voids the account's pending reset link: its password was just set another way.
-pub(crate) async fn void_reset_link(state: &AppState, user_id: &str) -> Result<(), Internal> {
-    state.eph.delete(&latest_key(user_id)).await?;
-    Ok(())
-}
-
 /// The live grant of `token` and its account, if it is the latest link of that account and
 /// no password was set since it was issued (an operator's reset reaches no in-memory store
 /// of the server's, so the time is compared too).
@@ -264,7 +260,7 @@ async fn live_grant(state: &AppState, token: &str) -> Result<Option<(ResetGrant,
     let Some(grant) = state.eph.get_json::<ResetGrant>(&reset_key(token)).await? else {
         return Ok(None);
     };
-    let latest = state.eph.get(&latest_key(&grant.user_id)).await?;
+    let latest = state.eph.get(&latest_reset_key(&grant.user_id)).await?;
     if latest.as_deref() != Some(token_hash(token).as_str()) || grant.expires_at <= state.now() {
         return Ok(None);
     }
@@ -289,7 +285,9 @@ pub async fn show_reset(
         }
         reset_page(&state, locale, &token, "", Vec::new()).await
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 pub async fn reset(
@@ -338,10 +336,10 @@ pub async fn reset(
             .await?
         {
             Ok(()) => {
-                state.eph.delete(&latest_key(&user.id)).await?;
+                state.eph.delete(&latest_reset_key(&user.id)).await?;
                 state.end_all_sessions(&user.id).await?;
                 state.account_cleared(user.username.as_str()).await?;
-                Ok(done(&state, locale, "reset.done", None))
+                Ok(done(&state.pages, locale, "reset.done", None))
             }
             Err(v) => {
                 // The link stays usable for a corrected attempt, until its own expiry.
@@ -354,7 +352,9 @@ pub async fn reset(
             }
         }
     };
-    result.await.unwrap_or_else(|e| internal(&state, locale, e))
+    result
+        .await
+        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
 }
 
 fn invalid(state: &AppState, locale: Locale) -> Response {

@@ -1,14 +1,10 @@
 //! The hosted sign-in pages: the pending request at `/interaction/{uid}` shows the sign-in form
 //! or the consent form; their POSTs finish the request and send the browser to the portal.
 
-pub mod captcha;
 pub mod certificate;
 pub mod change;
 pub mod forgot;
-pub mod forms;
 pub mod passkey;
-pub mod password;
-pub mod throttle;
 pub mod totp;
 
 use crate::web::form::PageForm;
@@ -18,17 +14,18 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use crate::app::{AppState, Internal};
 use crate::crypto::ct_eq;
 use crate::domain::{Client, Username};
-use crate::oidc::authorize::{same_browser, see_other};
-use crate::oidc::grant::{Interaction, interaction_key, redirect_with};
+use crate::hashing::Verified;
+use crate::services::grant::same_browser;
+use crate::services::grant::{Interaction, interaction_key, redirect_with};
+use crate::services::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::see_other;
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
-use password::Verified;
 use std::net::SocketAddr;
-use throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
 
 /// Why an interaction page cannot go on.
 pub(crate) enum Halt {
@@ -622,7 +619,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response
         _ => None,
     };
     let csrf = match &name {
-        Some(_) => crate::oidc::logout::menu_csrf(&state, &headers)
+        Some(_) => crate::services::session::menu_csrf(&state, &headers)
             .await
             .unwrap_or_default(),
         None => String::new(),

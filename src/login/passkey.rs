@@ -12,15 +12,14 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use webauthn_rs::prelude::{
-    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PublicKeyCredential, Url, Uuid,
-    Webauthn, WebauthnBuilder,
+    DiscoverableAuthentication, Passkey, PasskeyAuthentication, PublicKeyCredential,
 };
 
 use super::{Halt, Proof, finish_login, load, load_posted};
-use crate::app::{AppState, Internal};
-use crate::config::Settings;
-use crate::crypto::{b64url, ct_eq};
-use crate::oidc::grant::Interaction;
+use crate::crypto::ct_eq;
+use crate::domain::passkey::{credential_key, user_handle};
+use crate::services::grant::Interaction;
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::form::PageForm;
 use crate::web::templates::text;
@@ -29,37 +28,12 @@ use crate::web::{Locale, Page};
 /// How long a browser has to answer a challenge.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
 
-/// The relying party: `None` when the issuer's host is an IP address (browsers refuse
-/// passkeys there) and no `passkeys.rp_id` is set.
-pub fn relying_party(s: &Settings) -> Result<Option<Webauthn>, String> {
-    let origin = Url::parse(&s.issuer).map_err(|e| e.to_string())?;
-    let rp_id = match (&s.passkeys.rp_id, origin.domain()) {
-        (Some(id), _) => id.clone(),
-        (None, Some(host)) => host.to_owned(),
-        (None, None) => return Ok(None),
-    };
-    WebauthnBuilder::new(&rp_id, &origin)
-        .and_then(|b| b.rp_name(&s.branding.name).build())
-        .map(Some)
-        .map_err(|e| format!("passkeys.rp_id {rp_id:?} does not fit the issuer: {e}"))
-}
-
 /// The signature counter of a stored passkey (webauthn-rs keeps it in `cred.counter`).
 fn stored_counter(credential: &str) -> u64 {
     serde_json::from_str::<serde_json::Value>(credential)
         .ok()
         .and_then(|v| v.pointer("/cred/counter").and_then(|c| c.as_u64()))
         .unwrap_or(0)
-}
-
-/// The credential id as stored (base64url).
-pub fn credential_key(id: &[u8]) -> String {
-    b64url(id)
-}
-
-/// The user handle a passkey carries: the account id, which is a UUID.
-pub fn user_handle(user_id: &str) -> Option<Uuid> {
-    Uuid::parse_str(user_id).ok()
 }
 
 /// A parked challenge: anyone's discoverable credential, or one of a known user's passkeys.

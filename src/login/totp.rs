@@ -9,53 +9,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
-use totp_rs::{Builder, Secret, Totp};
 
-use super::throttle::Gate;
 use super::{Halt, Proof, finish_login, load, load_posted, pending_account};
-use crate::app::{AppState, Internal};
-use crate::crypto::{random_bytes, token_hash};
-use crate::oidc::grant::Interaction;
+use crate::domain::totp::{authenticator, recovery_hash};
+use crate::services::grant::Interaction;
+use crate::services::throttle::Gate;
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::form::PageForm;
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
-
-/// An authenticator for `secret` (SHA-1, 6 digits, 30 s, one step of skew: what apps support).
-pub fn authenticator(secret_b32: &str, account: &str, issuer: &str) -> Option<Totp> {
-    let secret = Secret::try_from_base32(secret_b32).ok()?;
-    Builder::new()
-        .with_secret(secret)
-        .with_account_name(account)
-        .with_issuer(Some(issuer))
-        .build()
-        .ok()
-}
-
-/// Ten recovery codes `xxxx-xxxx-xxxx-xxxx` (80 bits each).
-pub fn recovery_codes() -> Vec<String> {
-    const ALPHABET: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-    (0..10)
-        .map(|_| {
-            let bytes = random_bytes::<16>();
-            let chars: String = bytes
-                .iter()
-                .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-                .collect();
-            format!(
-                "{}-{}-{}-{}",
-                &chars[0..4],
-                &chars[4..8],
-                &chars[8..12],
-                &chars[12..16]
-            )
-        })
-        .collect()
-}
-
-pub fn recovery_hash(code: &str) -> String {
-    token_hash(&code.trim().to_lowercase().replace(' ', ""))
-}
 
 impl AppState {
     pub async fn totp_enrolled(&self, user_id: &str) -> Result<bool, Internal> {
@@ -199,19 +162,4 @@ pub(crate) async fn page(
         .with_script()
         .allowing_form_target(i.request.redirect_uri.origin())
         .into_response())
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn recovery_codes_are_distinct_and_normalised() {
-        let codes = super::recovery_codes();
-        assert_eq!(codes.len(), 10);
-        assert_eq!(codes[0].len(), 19);
-        assert_ne!(codes[0], codes[1]);
-        assert_eq!(
-            super::recovery_hash(&codes[0].to_uppercase()),
-            super::recovery_hash(&codes[0])
-        );
-    }
 }

@@ -10,14 +10,15 @@ use axum::extract::{ConnectInfo, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use super::grant::{AuthRequest, Interaction, Prompt, interaction_key, redirect_with};
 use super::params::{Params, is_form};
-use crate::app::{AppState, Internal};
-use crate::crypto::{ct_eq, random_token, token_hash};
+use crate::crypto::{random_token, token_hash};
 use crate::domain::claims::ClaimsRequest;
 use crate::domain::{Client, CodeChallenge, GrantType, RedirectUri, Scopes};
-use crate::login::throttle::{AUTHORIZE_PER_ADDRESS, Gate, PENDING_PER_BROWSER};
-use crate::session::Current;
+use crate::services::grant::{AuthRequest, Interaction, Prompt, interaction_key, redirect_with};
+use crate::services::session::Current;
+use crate::services::throttle::{AUTHORIZE_PER_ADDRESS, Gate, PENDING_PER_BROWSER};
+use crate::state::{AppState, Internal};
+use crate::web::see_other;
 use crate::web::{Locale, cookies};
 
 pub enum AuthorizeError {
@@ -70,10 +71,6 @@ impl AuthorizeError {
             }
         }
     }
-}
-
-pub fn see_other(location: &str) -> Response {
-    (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response()
 }
 
 pub async fn get(
@@ -460,7 +457,7 @@ async fn start_interaction(
     let replaces = state
         .current_session(&asker.headers)
         .await
-        .map_err(crate::app::Internal::from)?
+        .map_err(crate::state::Internal::from)?
         .map(|c| c.key);
     let uid = random_token();
     let interaction = Interaction {
@@ -507,11 +504,4 @@ async fn keep_latest_per_browser(
         state.eph.delete(&interaction_key(&displaced)).await?;
     }
     Ok(())
-}
-
-/// True when this browser started the interaction (a link sent to a victim is worthless).
-pub fn same_browser(state: &AppState, headers: &HeaderMap, interaction: &Interaction) -> bool {
-    state
-        .cookie(headers, cookies::BROWSER)
-        .is_some_and(|b| ct_eq(token_hash(b).as_bytes(), interaction.browser.as_bytes()))
 }

@@ -9,9 +9,9 @@ use base64::engine::general_purpose::STANDARD;
 
 use super::error::OAuthError;
 use super::params::Params;
-use crate::app::AppState;
 use crate::crypto::{ct_eq, token_hash};
 use crate::domain::{Client, TokenAuthMethod};
+use crate::state::AppState;
 
 /// Who is calling, as the request claims it.
 enum Presented {

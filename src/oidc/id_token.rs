@@ -14,10 +14,10 @@ use openidconnect::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::grant::AuthContext;
-use crate::app::AppState;
 use crate::domain::Client;
 use crate::domain::user::User;
+use crate::services::grant::AuthContext;
+use crate::state::AppState;
 
 /// `sid` (Back-Channel Logout §2.1), beside the standard claims.
 #[derive(Debug, Clone, Serialize, Deserialize)]

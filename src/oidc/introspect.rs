@@ -10,11 +10,11 @@ use serde_json::{Value, json};
 
 use super::client_auth::authenticate;
 use super::error::OAuthError;
-use super::grant::{AccessGrant, RefreshGrant, access_key};
 use super::params::Params;
-use crate::app::AppState;
 use crate::crypto::token_hash;
 use crate::domain::Client;
+use crate::services::grant::{AccessGrant, RefreshGrant, access_key};
+use crate::state::AppState;
 
 /// What a presented token turned out to be.
 enum Found {

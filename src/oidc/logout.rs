@@ -14,12 +14,14 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 
-use super::authorize::{hint_subject, see_other};
+use super::authorize::hint_subject;
 use super::params::{Params, is_form};
-use crate::app::{AppState, Internal};
-use crate::crypto::{b64url, ct_eq, random_token, sha256, token_hash};
-use crate::login::throttle::{Gate, LOGOUT_PER_ADDRESS};
-use crate::session::Current;
+use crate::crypto::{ct_eq, random_token, token_hash};
+use crate::services::session::Current;
+use crate::services::session::session_csrf;
+use crate::services::throttle::{Gate, LOGOUT_PER_ADDRESS};
+use crate::state::{AppState, Internal};
+use crate::web::see_other;
 use crate::web::{Locale, Page};
 
 /// A logout waiting for the person's confirmation.
@@ -63,16 +65,6 @@ impl<E: Into<Internal>> From<E> for Bad {
     fn from(e: E) -> Self {
         Bad::Internal(e.into())
     }
-}
-
-/// The CSRF token of the sign-out button in our menu, bound to the session.
-pub async fn menu_csrf(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let current = state.current_session(headers).await.ok()??;
-    Some(session_csrf(&current))
-}
-
-pub fn session_csrf(c: &Current) -> String {
-    b64url(sha256(format!("logout:{}", c.key)))
 }
 
 pub async fn get(

@@ -1,11 +1,9 @@
 //! The protocol endpoints, one file each, and the services they share.
 
 pub mod authorize;
-pub mod backchannel;
 pub mod client_auth;
 pub mod discovery;
 pub mod error;
-pub mod grant;
 pub mod health;
 pub mod id_token;
 pub mod introspect;

@@ -15,18 +15,18 @@ use std::net::SocketAddr;
 
 use super::client_auth::authenticate;
 use super::error::OAuthError;
-use super::grant::{
-    AccessGrant, AuthContext, CodeGrant, RedeemedCode, RefreshGrant, access_key, code_key,
-    redeemed_key,
-};
 use super::id_token::IdTokenInput;
 use super::params::Params;
-use crate::app::AppState;
 use crate::crypto::{random_token, token_hash};
 use crate::domain::claims::{self, ClaimsRequest};
 use crate::domain::user::User;
 use crate::domain::{Client, GrantType, Scopes};
-use crate::login::throttle::{Gate, TOKEN_FAILURES_PER_ADDRESS};
+use crate::services::grant::{
+    AccessGrant, AuthContext, CodeGrant, RedeemedCode, RefreshGrant, access_key, code_key,
+    redeemed_key,
+};
+use crate::services::throttle::{Gate, TOKEN_FAILURES_PER_ADDRESS};
+use crate::state::AppState;
 use crate::store::db::audit::AuditEvent;
 use crate::store::db::refresh_tokens::{NewFamily, NewRefreshToken, Rotation};
 
@@ -269,7 +269,7 @@ async fn refresh_token(
     if !grant.offline
         && state
             .eph
-            .get(&crate::session::sid_key(&grant.auth.sid))
+            .get(&crate::services::session::sid_key(&grant.auth.sid))
             .await?
             .is_none()
     {
@@ -530,7 +530,11 @@ impl AppState {
             return Ok(None);
         };
         if let Some(sid) = &grant.sid
-            && self.eph.get(&crate::session::sid_key(sid)).await?.is_none()
+            && self
+                .eph
+                .get(&crate::services::session::sid_key(sid))
+                .await?
+                .is_none()
         {
             return Ok(None);
         }

@@ -8,11 +8,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value};
 
-use super::grant::AccessGrant;
 use super::params::{Params, is_form};
-use crate::app::AppState;
 use crate::crypto::token_hash;
 use crate::domain::claims;
+use crate::services::grant::AccessGrant;
+use crate::state::AppState;
 
 enum BearerError {
     /// No token at all: a bare challenge, without `error` (RFC 6750 §3.1).

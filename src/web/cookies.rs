@@ -9,8 +9,6 @@ use std::borrow::Cow;
 
 use axum::http::{HeaderMap, HeaderValue, header};
 
-use crate::app::AppState;
-
 pub const SESSION: &str = "sesame_session";
 /// Binds pending sign-in requests to the browser that started them.
 pub const BROWSER: &str = "sesame_browser";
@@ -56,21 +54,6 @@ pub fn set(name: &str, value: &str, max_age: Option<u64>, secure: bool) -> Heade
 
 pub fn clear(name: &str, secure: bool) -> HeaderValue {
     set(name, "", Some(0), secure)
-}
-
-impl AppState {
-    /// Cookie `name` as this issuer names it (`__Host-` on https).
-    pub fn cookie<'a>(&self, headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-        get(headers, name, self.settings.secure_cookies())
-    }
-
-    pub fn set_cookie(&self, name: &str, value: &str, max_age: Option<u64>) -> HeaderValue {
-        set(name, value, max_age, self.settings.secure_cookies())
-    }
-
-    pub fn clear_cookie(&self, name: &str) -> HeaderValue {
-        clear(name, self.settings.secure_cookies())
-    }
 }
 
 #[cfg(test)]

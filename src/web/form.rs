@@ -8,21 +8,25 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 
 use super::Locale;
-use crate::app::AppState;
+use super::Templates;
 
 pub struct PageForm<T>(pub T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for PageForm<T> {
+impl<S, T> FromRequest<S> for PageForm<T>
+where
+    S: AsRef<Templates> + Send + Sync,
+    T: DeserializeOwned,
+{
     type Rejection = Response;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
         let locale = Locale::negotiate(None, req.headers());
         match Form::<T>::from_request(req, state).await {
             Ok(Form(value)) => Ok(PageForm(value)),
             Err(rejection) => {
                 tracing::info!(reason = %rejection.body_text(), "malformed form");
                 Err(state
-                    .pages
+                    .as_ref()
                     .error_page(locale, "error.bad_request", StatusCode::BAD_REQUEST)
                     .into_response())
             }

@@ -119,6 +119,72 @@ pub fn path_attr(path: String) -> minijinja::Value {
     }
 }
 
+
+/// The stylesheet, cached an hour.
+pub async fn css() -> impl axum::response::IntoResponse {
+    (
+        [
+            ("content-type", "text/css; charset=utf-8"),
+            ("cache-control", "public, max-age=3600"),
+        ],
+        templates::CSS,
+    )
+}
+
+/// The one script (passkeys), cached an hour.
+pub async fn passkey_js() -> impl axum::response::IntoResponse {
+    (
+        [
+            ("content-type", "text/javascript; charset=utf-8"),
+            ("cache-control", "public, max-age=3600"),
+        ],
+        templates::PASSKEY_JS,
+    )
+}
+
+/// The confirmation page after a change (password, factor), with an optional way on.
+pub fn done(
+    pages: &Templates,
+    locale: Locale,
+    message: &str,
+    continue_url: Option<String>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let html = pages.render(
+        "password_done.html",
+        locale,
+        minijinja::context! { message => message, continue_url => continue_url },
+    );
+    Page::ok(html).into_response()
+}
+
+/// A failure of ours on a page: logged, then the error page (the details stay in the log).
+pub fn internal(
+    pages: &Templates,
+    locale: Locale,
+    e: impl std::fmt::Display,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    tracing::error!(error = %e, "page failed");
+    pages
+        .error_page(
+            locale,
+            "error.internal",
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+        )
+        .into_response()
+}
+
+/// A 303 to `location`.
+pub fn see_other(location: &str) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    (
+        axum::http::StatusCode::SEE_OTHER,
+        [(axum::http::header::LOCATION, location)],
+    )
+        .into_response()
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -2,7 +2,7 @@
 //! parameter sizes, pending requests per browser and per address, throttled captcha and
 //! logout pages, the text captcha's answer space, and cookies sent twice.
 
-use sesame::login::throttle::{
+use sesame::services::throttle::{
     AUTHORIZE_PER_ADDRESS, CAPTCHA_PER_ADDRESS, LOGOUT_PER_ADDRESS, PENDING_PER_BROWSER,
 };
 use sesame::store::Footprint;

@@ -699,7 +699,7 @@ async fn an_unbound_card_is_bound_only_after_two_factors(backend: Backend) {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
-    let otp = sesame::login::totp::authenticator(&totp_secret, "x", "x")
+    let otp = sesame::domain::totp::authenticator(&totp_secret, "x", "x")
         .unwrap()
         .generate(now)
         .to_string();

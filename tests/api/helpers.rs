@@ -5,7 +5,6 @@
 use std::sync::OnceLock;
 
 use reqwest::redirect::Policy;
-use sesame::app::AppState;
 use sesame::config::{RedisUrls, Settings};
 use sesame::crypto::{random_token, token_hash};
 use sesame::demo::{PortalClient, discover_client};
@@ -15,6 +14,7 @@ use sesame::domain::{
     ClientId, Email, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod, Username,
 };
 use sesame::server::Server;
+use sesame::state::AppState;
 use sesame::store::db::users::NewUser;
 use tokio::sync::oneshot;
 

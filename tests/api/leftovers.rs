@@ -84,7 +84,11 @@ async fn a_new_sign_in_replaces_the_browsers_session(backend: Backend) {
     let bob = app.create_user("bob").await;
     let sessions = |id: String| {
         let eph = app.state.eph.clone();
-        async move { sesame::session::sessions_of(&eph, &id).await.unwrap() }
+        async move {
+            sesame::services::session::sessions_of(&eph, &id)
+                .await
+                .unwrap()
+        }
     };
     let b = app.signed_in("alice", "portal").await;
     let first = sessions(alice.id.clone()).await;

@@ -317,7 +317,7 @@ async fn passkeys_are_per_account_and_off_on_an_ip_issuer(backend: Backend) {
 async fn a_passkey_guards_the_account_after_a_forced_change_and_steps_up(backend: Backend) {
     let app = TestApp::spawn_with(backend, |s| {
         on_localhost(s);
-        s.captcha = sesame::login::captcha::CaptchaMode::Off;
+        s.captcha = sesame::services::captcha::CaptchaMode::Off;
     })
     .await;
     app.create_client(ClientSpec::portal("portal"))

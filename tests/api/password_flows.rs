@@ -695,7 +695,7 @@ async fn a_hash_made_with_weaker_settings_is_upgraded_at_sign_in(backend: Backen
         argon2_iterations: 1,
         ..Default::default()
     };
-    let weak = sesame::login::password::Passwords::new(&weak_settings)
+    let weak = sesame::hashing::Passwords::new(&weak_settings)
         .unwrap()
         .hash(PASSWORD)
         .await

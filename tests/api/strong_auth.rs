@@ -13,7 +13,7 @@ const LOA1: &str = "urn:sesame:loa:1";
 const LOA2: &str = "urn:sesame:loa:2";
 
 fn totp_code(secret: &str, offset_steps: i64) -> String {
-    let totp = sesame::login::totp::authenticator(secret, "x", "x").unwrap();
+    let totp = sesame::domain::totp::authenticator(secret, "x", "x").unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()

@@ -3,11 +3,11 @@
 
 use minijinja::context;
 
-use crate::app::{AppState, Internal};
 use crate::domain::password::{PasswordPolicy, Violation};
 use crate::domain::user::User;
-use crate::login::password::Verified;
+use crate::hashing::Verified;
 use crate::mail::Kind;
+use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::Locale;
 
@@ -55,7 +55,7 @@ impl AppState {
             .change_password(&user.id, &hash, false, policy.history)
             .await?;
         // A forgotten-password link still pending would undo this change.
-        crate::login::forgot::void_reset_link(self, &user.id).await?;
+        self.eph.delete(&latest_reset_key(&user.id)).await?;
         self.db
             .audit(AuditEvent {
                 event,
@@ -79,15 +79,38 @@ impl AppState {
     /// Ends every SSO session and refresh token of an account (reset, disable), and tells
     /// the portals of each session through back-channel logout.
     pub async fn end_all_sessions(&self, user_id: &str) -> Result<(), Internal> {
-        for session in crate::session::sessions_of(&self.eph, user_id).await? {
-            for client_id in &crate::session::portals_of(&self.eph, &session).await? {
+        for session in crate::services::session::sessions_of(&self.eph, user_id).await? {
+            for client_id in &crate::services::session::portals_of(&self.eph, &session).await? {
                 if let Some(client) = self.client(client_id).await? {
-                    self.backchannel.notify(self, &client, &session);
+                    self.tell_portal(&client, &session);
                 }
             }
         }
-        crate::session::end_all(&self.db, &self.eph, user_id).await
+        crate::services::session::end_all(&self.db, &self.eph, user_id).await
     }
+}
+
+/// Tells the owner that a sign-in means was added or removed (with the support contact).
+pub async fn notify(
+    state: &AppState,
+    user: &User,
+    locale: Locale,
+    kind: Kind,
+    factor: &str,
+) -> Result<(), Internal> {
+    let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();
+    let ctx = context! { username => user.username.to_string(), factor => factor, when => when };
+    state
+        .mailer
+        .send(&state.db, &user.email, locale, kind, ctx)
+        .await?;
+    Ok(())
+}
+
+/// Names the one live forgotten-password link of an account (F4): a newer link, or a
+/// password set by any flow, voids the older one.
+pub fn latest_reset_key(user_id: &str) -> String {
+    format!("reset_user:{user_id}")
 }
 
 /// The messages a form shows for the broken rules.

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::app::{AppState, Internal};
 use crate::crypto::{random_token, token_hash};
 use crate::domain::claims::ClaimsRequest;
 use crate::domain::{Client, CodeChallenge, RedirectUri, Scopes};
-use crate::session::Current;
+use crate::services::session::Current;
+use crate::state::{AppState, Internal};
 use crate::web::Locale;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -93,7 +93,7 @@ pub struct AuthContext {
 }
 
 impl AuthContext {
-    pub fn of(session: &crate::session::Session) -> Self {
+    pub fn of(session: &crate::services::session::Session) -> Self {
         Self {
             auth_time: session.auth_time,
             acr: session.acr.clone(),
@@ -226,4 +226,20 @@ impl AppState {
             .await?
             .is_some_and(|u| !u.disabled))
     }
+}
+
+/// True when this browser started the interaction (a link sent to a victim is worthless).
+pub fn same_browser(
+    state: &AppState,
+    headers: &axum::http::HeaderMap,
+    interaction: &Interaction,
+) -> bool {
+    state
+        .cookie(headers, crate::web::cookies::BROWSER)
+        .is_some_and(|b| {
+            crate::crypto::ct_eq(
+                crate::crypto::token_hash(b).as_bytes(),
+                interaction.browser.as_bytes(),
+            )
+        })
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use axum::http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
-use crate::app::AppState;
 use crate::crypto::{random_token, token_hash};
+use crate::state::AppState;
 use crate::store::ephemeral::EphemeralError;
 use crate::web::cookies;
 
@@ -108,7 +108,7 @@ impl AppState {
         user_id: &str,
         amr: Vec<String>,
         acr: &str,
-    ) -> Result<(Current, HeaderValue), crate::app::Internal> {
+    ) -> Result<(Current, HeaderValue), crate::state::Internal> {
         self.start_session_replacing(user_id, amr, acr, None).await
     }
 
@@ -122,7 +122,7 @@ impl AppState {
         amr: Vec<String>,
         acr: &str,
         replaces: Option<&str>,
-    ) -> Result<(Current, HeaderValue), crate::app::Internal> {
+    ) -> Result<(Current, HeaderValue), crate::state::Internal> {
         let now = self.now();
         let mut session = Session {
             sid: random_token(),
@@ -210,7 +210,7 @@ impl AppState {
 
     /// Ends one session: deletes it, revokes its session-bound refresh tokens, and tells every
     /// portal that has a back-channel logout URI (without waiting for them).
-    pub async fn end_session(&self, current: &Current) -> Result<(), crate::app::Internal> {
+    pub async fn end_session(&self, current: &Current) -> Result<(), crate::state::Internal> {
         self.eph.delete(&current.key).await?;
         self.eph.delete(&sid_key(&current.session.sid)).await?;
         let families = self
@@ -222,7 +222,7 @@ impl AppState {
         }
         for client_id in &portals_of(&self.eph, &current.session).await? {
             if let Some(client) = self.client(client_id).await? {
-                self.backchannel.notify(self, &client, &current.session);
+                self.tell_portal(&client, &current.session);
             }
         }
         let _ = self
@@ -234,6 +234,17 @@ impl AppState {
             })
             .await;
         Ok(())
+    }
+
+    /// Queues the back-channel logout token of `session` for `client`.
+    pub fn tell_portal(&self, client: &crate::domain::Client, session: &Session) {
+        self.backchannel.notify(
+            &self.keys,
+            self.issuer(),
+            client,
+            &session.user_id,
+            &session.sid,
+        );
     }
 
     pub fn clear_session_cookie(&self) -> HeaderValue {
@@ -263,10 +274,20 @@ pub async fn end_all(
     db: &crate::store::Db,
     eph: &crate::store::Ephemeral,
     user_id: &str,
-) -> Result<(), crate::app::Internal> {
+) -> Result<(), crate::state::Internal> {
     eph.delete_owner(&user_index(user_id)).await?;
     for family in db.revoke_user_refresh_tokens(user_id).await? {
         eph.delete_owner(&format!("family:{family}")).await?;
     }
     Ok(())
+}
+
+/// The CSRF token of the sign-out button in our menu, bound to the session.
+pub async fn menu_csrf(state: &AppState, headers: &HeaderMap) -> Option<String> {
+    let current = state.current_session(headers).await.ok()??;
+    Some(session_csrf(&current))
+}
+
+pub fn session_csrf(c: &Current) -> String {
+    crate::crypto::b64url(crate::crypto::sha256(format!("logout:{}", c.key)))
 }

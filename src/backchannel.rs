@@ -7,10 +7,9 @@ use std::time::Duration;
 use serde_json::json;
 use tokio::sync::mpsc;
 
-use crate::app::AppState;
 use crate::crypto::random_token;
 use crate::domain::Client;
-use crate::session::Session;
+use crate::keys::KeyRing;
 
 /// Waits before each retry; after the last one the delivery is dropped and logged.
 const RETRIES: [Duration; 3] = [
@@ -46,24 +45,24 @@ impl Backchannel {
         Self { tx }
     }
 
-    /// Queues a logout token for `client` if it registered a back-channel URI.
-    pub fn notify(&self, state: &AppState, client: &Client, session: &Session) {
+    /// Queues a logout token for `client` if it registered a back-channel URI: the session
+    /// `sid` of account `sub` has ended.
+    pub fn notify(&self, keys: &KeyRing, issuer: &str, client: &Client, sub: &str, sid: &str) {
         let Some(uri) = &client.backchannel_logout_uri else {
             return;
         };
-        let now = state.now();
+        let now = crate::store::db::now();
         let claims = json!({
-            "iss": state.issuer(),
+            "iss": issuer,
             "aud": client.id.as_str(),
             "iat": now,
             "exp": now + 120,
             "jti": random_token(),
-            "sub": session.user_id,
-            "sid": session.sid,
+            "sub": sub,
+            "sid": sid,
             "events": { "http://schemas.openid.net/event/backchannel-logout": {} },
         });
-        let token = state
-            .keys
+        let token = keys
             .signer(client.id_token_alg)
             .sign_jwt("logout+jwt", &claims);
         let _ = self.tx.send(Delivery {

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use crate::app::{AppState, Internal};
 use crate::crypto::{random_token, token_hash};
+use crate::state::{AppState, Internal};
 
 const TTL: Duration = Duration::from_secs(30 * 60);
 

@@ -11,17 +11,11 @@ use std::time::Duration;
 use base64::Engine;
 use serde::Serialize;
 
-use crate::app::{AppState, Internal};
 use crate::crypto::{ct_eq, random_token};
+use crate::state::{AppState, Internal};
 use crate::web::Locale;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, Serialize, Default)]
-#[serde(rename_all = "lowercase")]
-pub enum CaptchaMode {
-    #[default]
-    Image,
-    Off,
-}
+pub use crate::config::CaptchaMode;
 
 /// What a form shows.
 #[derive(Debug, Clone, Serialize)]

@@ -18,7 +18,7 @@
 
 use std::time::Duration;
 
-use crate::app::{AppState, Internal};
+use crate::state::{AppState, Internal};
 
 /// Whether an attempt may go on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -221,7 +221,7 @@ impl AppState {
             self.passwords
                 .verify(user.password_hash.as_deref(), password)
                 .await,
-            crate::login::password::Verified::Yes(_)
+            crate::hashing::Verified::Yes(_)
         );
         if same_user && right {
             self.account_succeeded(&identifier).await?;
