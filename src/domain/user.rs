@@ -111,6 +111,9 @@ pub struct User {
     pub password_changed_at: i64,
     pub disabled: bool,
     pub updated_at: i64,
+    /// Moved on by a password reset, a disabling, the end of all sessions: a session (and the
+    /// tokens it gave) lives only while its sign-in saw the account's current epoch.
+    pub sign_in_epoch: i64,
 }
 
 impl User {

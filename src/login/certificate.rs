@@ -64,14 +64,6 @@ async fn on_mtls(
     Path(uid): Path<String>,
     Extension(chain): Extension<PeerChain>,
 ) -> Response {
-    // A card is worth presenting only for a request that is waiting for one.
-    match state.eph.get(&interaction_key(&uid)).await {
-        Ok(Some(_)) => {}
-        Ok(None) => return Halt::Expired.respond(&state, Locale::negotiate(None, &headers)),
-        Err(e) => {
-            return Halt::Internal(e.into()).respond(&state, Locale::negotiate(None, &headers));
-        }
-    }
     let chain: Vec<CertificateDer<'static>> =
         chain.0.map(|c| c.as_ref().clone()).unwrap_or_default();
     check(&state, &headers, &uid, &chain).await
@@ -107,6 +99,12 @@ async fn check(
     let Some(certs) = &state.certs else {
         return refuse("cert.off");
     };
+    // A card is worth presenting only for a request that is waiting for one (either path).
+    match state.eph.get(&interaction_key(uid)).await {
+        Ok(Some(_)) => {}
+        Ok(None) => return Halt::Expired.respond(state, locale),
+        Err(e) => return Halt::Internal(e.into()).respond(state, locale),
+    }
     if chain.is_empty() {
         return refuse("cert.none");
     }

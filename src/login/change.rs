@@ -147,6 +147,7 @@ pub async fn submit(
                 vec!["pwd".into()],
                 &state.settings.acr.password,
                 i.replaces.take().as_deref(),
+                i.epoch.unwrap_or(user.sign_in_epoch),
             )
             .await?;
         i.user_id = Some(user.id.clone());

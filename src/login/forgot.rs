@@ -22,7 +22,7 @@ use crate::services::credentials::messages;
 use crate::services::throttle::{CAPTCHA_PER_ADDRESS, FORGOT_PER_ADDRESS, Gate};
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
-use crate::web::templates::{text, text_n};
+use crate::web::templates::text;
 use crate::web::{Locale, Page};
 use crate::web::{done, internal};
 
@@ -107,16 +107,8 @@ pub async fn submit(
             .address_attempt("forgot", &address, FORGOT_PER_ADDRESS)
             .await?
         {
-            let msg = text_n(locale, "throttle.wait", s as i64);
-            return forgot_page(
-                &state,
-                locale,
-                &form.username,
-                Some(msg),
-                false,
-                StatusCode::TOO_MANY_REQUESTS,
-            )
-            .await;
+            // No new form, no captcha: a refused request writes and draws nothing.
+            return Ok(state.pages.busy_page(locale, s));
         }
         if !state.spend_form_token(&form.csrf_token).await? {
             return forgot_page(
@@ -298,6 +290,11 @@ pub async fn reset(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     let result = async {
+        // The link first (read only): a post to no live link writes nothing, not even a
+        // new form.
+        let Some((grant, user)) = live_grant(&state, &token).await? else {
+            return Ok(invalid(&state, locale));
+        };
         if !state.spend_form_token(&form.csrf_token).await? {
             return reset_page(
                 &state,
@@ -308,9 +305,6 @@ pub async fn reset(
             )
             .await;
         }
-        let Some((grant, user)) = live_grant(&state, &token).await? else {
-            return Ok(invalid(&state, locale));
-        };
         if Username::parse(&form.username).ok().as_ref() != Some(&user.username) {
             return reset_page(
                 &state,

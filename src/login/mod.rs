@@ -64,7 +64,7 @@ pub(crate) async fn load(
     headers: &HeaderMap,
     uid: &str,
 ) -> Result<(Interaction, Client), Halt> {
-    let interaction: Interaction = state
+    let mut interaction: Interaction = state
         .eph
         .get_json(&interaction_key(uid))
         .await?
@@ -72,6 +72,9 @@ pub(crate) async fn load(
     if !same_browser(state, headers, &interaction) {
         return Err(Halt::Expired);
     }
+    // The session this browser has now (another tab may have signed in since the request
+    // was parked) is the one a sign-in here replaces.
+    interaction.replaces = state.session_key_in(headers);
     let client = state
         .client(&interaction.request.client_id)
         .await?
@@ -174,9 +177,10 @@ async fn resume(
 
 /// What a sign-in attempt came to.
 enum SignIn {
-    Ok(String),
+    /// The account, and its sign-in epoch as read with the password checked.
+    Ok(String, i64),
     /// The password was right but must be changed first (F3).
-    MustChange(String),
+    MustChange(String, i64),
     Failed,
     /// Too many failures: try again in this many seconds.
     Throttled(u64),
@@ -211,26 +215,30 @@ pub async fn password_login(
     )
     .await
     {
-        Ok(SignIn::Ok(user_id)) => match state.has_second_factor(&user_id).await {
-            // With a second factor enrolled, the password alone never opens a session.
-            Ok(true) => ask_second_factor(&state, &uid, interaction, &user_id).await,
-            Ok(false) if interaction.request.need_mfa => {
-                deny_weak(&state, &uid, &interaction).await
+        Ok(SignIn::Ok(user_id, epoch)) => {
+            interaction.epoch = Some(epoch);
+            match state.has_second_factor(&user_id).await {
+                // With a second factor enrolled, the password alone never opens a session.
+                Ok(true) => ask_second_factor(&state, &uid, interaction, &user_id).await,
+                Ok(false) if interaction.request.need_mfa => {
+                    deny_weak(&state, &uid, &interaction).await
+                }
+                Ok(false) => {
+                    finish_login(
+                        &state,
+                        &uid,
+                        interaction,
+                        &client,
+                        &user_id,
+                        Proof::password(&state),
+                    )
+                    .await
+                }
+                Err(e) => Halt::Internal(e).respond(&state, l),
             }
-            Ok(false) => {
-                finish_login(
-                    &state,
-                    &uid,
-                    interaction,
-                    &client,
-                    &user_id,
-                    Proof::password(&state),
-                )
-                .await
-            }
-            Err(e) => Halt::Internal(e).respond(&state, l),
-        },
-        Ok(SignIn::MustChange(user_id)) => {
+        }
+        Ok(SignIn::MustChange(user_id, epoch)) => {
+            interaction.epoch = Some(epoch);
             interaction.must_change = Some(user_id);
             let ttl =
                 std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
@@ -310,10 +318,10 @@ async fn sign_in(
             if u.must_change_password(now, p.max_age_days) {
                 (
                     "login_must_change_password",
-                    Some(SignIn::MustChange(u.id.clone())),
+                    Some(SignIn::MustChange(u.id.clone(), u.sign_in_epoch)),
                 )
             } else {
-                ("login_ok", Some(SignIn::Ok(u.id.clone())))
+                ("login_ok", Some(SignIn::Ok(u.id.clone(), u.sign_in_epoch)))
             }
         }
         _ => ("login_failed", None),
@@ -395,6 +403,12 @@ pub(crate) async fn finish_login(
 ) -> Response {
     let locale = interaction.locale;
     let result = async {
+        // The epoch seen when the first factor was checked; for a card or a passkey alone,
+        // checked in this request, the current one.
+        let epoch = match interaction.epoch {
+            Some(e) => e,
+            None => state.active_epoch(user_id).await?.ok_or(Internal::Gone)?,
+        };
         if let Some(national_id) = interaction.pending_binding.take() {
             let two_factors = proof.amr.iter().any(|m| m == "mfa");
             state
@@ -407,6 +421,7 @@ pub(crate) async fn finish_login(
                 proof.amr,
                 &proof.acr,
                 interaction.replaces.as_deref(),
+                epoch,
             )
             .await?;
         let mut res = if state

@@ -348,7 +348,10 @@ async fn respond(
     req: AuthRequest,
 ) -> Result<Response, AuthorizeError> {
     let current = match state.current_session(&asker.headers).await? {
-        Some(c) if state.user_active(&c.session.user_id).await? => Some(c),
+        // A session lives while its account is active and in the sign-in epoch it saw.
+        Some(c) if state.active_epoch(&c.session.user_id).await? == Some(c.session.epoch) => {
+            Some(c)
+        }
         _ => None,
     };
     let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
@@ -454,11 +457,6 @@ async fn start_interaction(
             )
         }
     };
-    let replaces = state
-        .current_session(&asker.headers)
-        .await
-        .map_err(crate::state::Internal::from)?
-        .map(|c| c.key);
     let uid = random_token();
     let interaction = Interaction {
         request,
@@ -469,7 +467,8 @@ async fn start_interaction(
         second_factor,
         pending_binding: None,
         browser: token_hash(&browser),
-        replaces,
+        replaces: None,
+        epoch: None,
     };
     let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
     state

@@ -37,8 +37,8 @@ async fn find(state: &AppState, client: &Client, token: &str) -> Result<Found, O
     }
 }
 
-/// A user's access token is active only while its account is (a disabled account is seen
-/// within the account cache's 2 s; `user disable` cannot always reach the ephemeral store).
+/// A user's access token is active only while its account honours it (disabled, or reset
+/// since: seen within the account cache's 2 s; the CLI cannot always reach the ephemeral store).
 async fn account_active(state: &AppState, g: &AccessGrant) -> Result<bool, OAuthError> {
     let Some(user_id) = &g.user_id else {
         return Ok(true);
@@ -46,7 +46,7 @@ async fn account_active(state: &AppState, g: &AccessGrant) -> Result<bool, OAuth
     Ok(state
         .cached_user(user_id)
         .await?
-        .is_some_and(|u| !u.disabled))
+        .is_some_and(|u| g.honoured_by(&u)))
 }
 
 async fn parse(

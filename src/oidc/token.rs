@@ -148,7 +148,12 @@ async fn authorization_code(
     let Some(grant) = state.eph.take_json::<CodeGrant>(&code_key(code)).await? else {
         return Err(OAuthError::invalid_grant("authorization code already used"));
     };
-    let user = active_user(state, &grant.user_id).await?;
+    // Read afresh, not through the cache: a code from a sign-in that a reset (or the end of
+    // all sessions) overtook, even by a moment, gives nothing.
+    let user = match state.db.user_by_id(&grant.user_id).await? {
+        Some(u) if !u.disabled && u.sign_in_epoch == grant.auth.epoch => u,
+        _ => return Err(OAuthError::invalid_grant("the account is not active")),
+    };
     let issued = issue(
         state,
         client,
@@ -163,6 +168,7 @@ async fn authorization_code(
     let redeemed = RedeemedCode {
         access_hash: token_hash(&issued.response.access_token),
         family: issued.family.clone(),
+        client_id: client.id.to_string(),
     };
     let ttl = Duration::from_secs(state.settings.tokens.access_token_seconds);
     state
@@ -178,14 +184,15 @@ async fn replayed_or_unknown(
     client: &Client,
     code: &str,
 ) -> Result<OAuthError, OAuthError> {
-    let Some(redeemed) = state
-        .eph
-        .take_json::<RedeemedCode>(&redeemed_key(code))
-        .await?
-    else {
-        return Ok(OAuthError::invalid_grant(
-            "invalid or expired authorization code",
-        ));
+    let unknown = || OAuthError::invalid_grant("invalid or expired authorization code");
+    let key = redeemed_key(code);
+    match state.eph.get_json::<RedeemedCode>(&key).await? {
+        Some(r) if r.client_id == client.id.as_str() => {}
+        // Another client's code, or none: nothing to say, nothing to revoke.
+        _ => return Ok(unknown()),
+    }
+    let Some(redeemed) = state.eph.take_json::<RedeemedCode>(&key).await? else {
+        return Ok(unknown());
     };
     // A replayed code: someone else may hold it. Revoke what it produced.
     state.eph.delete(&access_key(&redeemed.access_hash)).await?;
@@ -347,6 +354,7 @@ async fn client_credentials(
                 iat: now,
                 exp: now + ttl as i64,
                 sid: None,
+                epoch: None,
             };
             state.store_access_token(&grant, None).await?
         }
@@ -423,6 +431,7 @@ async fn issue(
                         client_id: client.id.as_str(),
                         session_id: (!grant.offline).then_some(auth.sid.as_str()),
                         auth_time: auth.auth_time,
+                        epoch: auth.epoch,
                     },
                     NewRefreshToken {
                         token_hash: &token_hash(&token),
@@ -457,6 +466,7 @@ async fn issue(
         iat: now,
         exp: now + ttl as i64,
         sid: family.is_none().then(|| auth.sid.clone()),
+        epoch: Some(auth.epoch),
     };
     let access_token = state.store_access_token(&grant, family.as_deref()).await?;
     // A revocation that marked the family before the access token was filed under it did

@@ -126,7 +126,7 @@ async fn userinfo(
         return Err(BearerError::InsufficientScope);
     };
     let user = match state.cached_user(user_id).await {
-        Ok(Some(u)) if !u.disabled => u,
+        Ok(Some(u)) if grant.honoured_by(&u) => u,
         Ok(_) => return Err(BearerError::InvalidToken("the account is not active")),
         Err(e) => {
             tracing::error!(error = %e, "userinfo user lookup failed");

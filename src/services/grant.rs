@@ -63,11 +63,15 @@ pub struct Interaction {
     pub pending_binding: Option<String>,
     /// Hash of the browser cookie of the browser that started it.
     pub browser: String,
-    /// The store key of the session this browser had when the request was parked: the
-    /// sign-in that completes the request replaces it (same account: its `sid` and portals
+    /// The store key of the session this browser has when the sign-in completes (set as the
+    /// request is loaded): the sign-in replaces it (same account: its `sid` and portals
     /// carry over; another account: it ends, and its portals are told).
     #[serde(default)]
     pub replaces: Option<String>,
+    /// The account's sign-in epoch when the first factor was checked: the session this
+    /// request opens is void if a reset moved it on meanwhile.
+    #[serde(default)]
+    pub epoch: Option<i64>,
 }
 
 /// What a code stands for, until the portal redeems it.
@@ -90,6 +94,9 @@ pub struct AuthContext {
     pub acr: String,
     pub amr: Vec<String>,
     pub sid: String,
+    /// The account's sign-in epoch its sign-in saw (see `User::sign_in_epoch`).
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 impl AuthContext {
@@ -99,6 +106,7 @@ impl AuthContext {
             acr: session.acr.clone(),
             amr: session.amr.clone(),
             sid: session.sid.clone(),
+            epoch: session.epoch,
         }
     }
 }
@@ -117,6 +125,18 @@ pub struct AccessGrant {
     /// password reset, disabled account). Tokens of a family die with the family instead.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sid: Option<String>,
+    /// The sign-in epoch of the grant (user tokens): a reset, a disabling or the end of all
+    /// sessions moves the account's on, and the token is inactive from then (within the
+    /// account cache's 2 s), even where the ephemeral store cannot be reached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub epoch: Option<i64>,
+}
+
+impl AccessGrant {
+    /// Whether `user` (the token's account, as read now) still honours this token.
+    pub fn honoured_by(&self, user: &crate::domain::user::User) -> bool {
+        !user.disabled && self.epoch.is_none_or(|e| e == user.sign_in_epoch)
+    }
 }
 
 /// A refresh token's grant (JSON in the durable store).
@@ -133,6 +153,10 @@ pub struct RefreshGrant {
 pub struct RedeemedCode {
     pub access_hash: String,
     pub family: Option<String>,
+    /// Only the client the code was issued to can trigger the revocation: anyone else
+    /// holding a leaked code must not be able to end the portal's grant.
+    #[serde(default)]
+    pub client_id: String,
 }
 
 pub fn interaction_key(uid: &str) -> String {
@@ -220,11 +244,17 @@ impl AppState {
 impl AppState {
     /// The account exists and is not disabled.
     pub async fn user_active(&self, user_id: &str) -> Result<bool, Internal> {
+        Ok(self.active_epoch(user_id).await?.is_some())
+    }
+
+    /// The account's current sign-in epoch, if it exists and is not disabled.
+    pub async fn active_epoch(&self, user_id: &str) -> Result<Option<i64>, Internal> {
         Ok(self
             .db
             .user_by_id(user_id)
             .await?
-            .is_some_and(|u| !u.disabled))
+            .filter(|u| !u.disabled)
+            .map(|u| u.sign_in_epoch))
     }
 }
 

@@ -24,6 +24,10 @@ pub struct Session {
     pub touched_at: i64,
     /// Portals that received tokens in this session: told at logout.
     pub clients: BTreeSet<String>,
+    /// The account's sign-in epoch when the credentials were checked: a reset that moved it
+    /// on since (even one racing this sign-in) voids the session.
+    #[serde(default)]
+    pub epoch: i64,
 }
 
 /// A session found from the request's cookie, with the key it is stored under.
@@ -73,6 +77,11 @@ impl AppState {
         (left > 0).then(|| Duration::from_secs(left as u64))
     }
 
+    /// The store key of the session cookie this request carries (live or not).
+    pub fn session_key_in(&self, headers: &HeaderMap) -> Option<String> {
+        self.cookie(headers, cookies::SESSION).map(key)
+    }
+
     /// The live session of this browser, if any; renews the idle lifetime (at most once a minute).
     pub async fn current_session(
         &self,
@@ -108,8 +117,10 @@ impl AppState {
         user_id: &str,
         amr: Vec<String>,
         acr: &str,
+        epoch: i64,
     ) -> Result<(Current, HeaderValue), crate::state::Internal> {
-        self.start_session_replacing(user_id, amr, acr, None).await
+        self.start_session_replacing(user_id, amr, acr, None, epoch)
+            .await
     }
 
     /// A new session that replaces the browser's previous one (stored under `replaces`), so
@@ -122,6 +133,7 @@ impl AppState {
         amr: Vec<String>,
         acr: &str,
         replaces: Option<&str>,
+        epoch: i64,
     ) -> Result<(Current, HeaderValue), crate::state::Internal> {
         let now = self.now();
         let mut session = Session {
@@ -133,6 +145,7 @@ impl AppState {
             created_at: now,
             touched_at: now,
             clients: BTreeSet::new(),
+            epoch,
         };
         let old = match replaces {
             Some(key) => self.eph.take(key).await?.map(|json| (key, json)),
@@ -157,7 +170,8 @@ impl AppState {
         let key = key(&cookie);
         let Some(ttl) = self.session_ttl(&session) else {
             // The replaced session's absolute end has come: start afresh.
-            return Box::pin(self.start_session_replacing(user_id, session.amr, acr, None)).await;
+            return Box::pin(self.start_session_replacing(user_id, session.amr, acr, None, epoch))
+                .await;
         };
         self.eph.put_json(&key, &session, ttl).await?;
         self.eph.put(&sid_key(&session.sid), "1", ttl).await?;

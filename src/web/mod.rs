@@ -119,7 +119,6 @@ pub fn path_attr(path: String) -> minijinja::Value {
     }
 }
 
-
 /// The stylesheet, cached an hour.
 pub async fn css() -> impl axum::response::IntoResponse {
     (

@@ -90,6 +90,7 @@ fn family<'a>(user_id: &'a str, session_id: Option<&'a str>) -> NewFamily<'a> {
         client_id: "p1",
         session_id,
         auth_time: 0,
+        epoch: 0,
     }
 }
 

@@ -112,7 +112,162 @@ async fn a_new_sign_in_replaces_the_browsers_session(backend: Backend) {
     assert_eq!(sessions(bob.id.clone()).await.len(), 1);
 }
 
+/// The second review's race: a sign-in checks the old password, a reset lands, the sign-in
+/// finishes. Here the window is held open by the second factor: the password is checked,
+/// then the operator's reset, then the code. The session it opens, and every token from it,
+/// belong to the old sign-in epoch and are void.
+async fn a_sign_in_overtaken_by_a_reset_gives_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let secret = app
+        .create_client(ClientSpec::portal("portal"))
+        .await
+        .unwrap();
+    let alice = app.create_user("alice").await;
+    let totp = totp_rs::Secret::generate().to_base32();
+    let sealed = app
+        .state
+        .secrets
+        .seal(&format!("totp:{}", alice.id), totp.as_bytes());
+    app.state
+        .db
+        .save_totp(&alice.id, &sealed, 0, &[])
+        .await
+        .unwrap();
+    let b = app.browser();
+    let req = auth_request(
+        &app.issuer,
+        "portal",
+        &[("scope", "openid offline_access"), ("prompt", "consent")],
+    );
+    let res = b.sign_in(&req.url, "alice", PASSWORD).await;
+    let page = b.get(&location(&res)).await.text().await.unwrap();
+    assert!(page.contains("name=\"code\""), "the second factor is asked");
+
+    // The reset lands between the password and the code.
+    app.state.end_all_sessions(&alice.id).await.unwrap();
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let otp = sesame::domain::totp::authenticator(&totp, "x", "x")
+        .unwrap()
+        .generate(now)
+        .to_string();
+    let mut res = b.submit(&page, 0, &[("code", &otp)]).await;
+    // Consent (offline_access) if asked, then the portal.
+    if location(&res).starts_with("/interaction/") {
+        let consent = b.get(&location(&res)).await.text().await.unwrap();
+        res = b.submit(&consent, 0, &[]).await;
+    }
+    if let Some(code) = crate::helpers::query(&location(&res)).get("code") {
+        let tokens = app.redeem("portal", &secret, code, &req.verifier).await;
+        assert_eq!(tokens["error"], "invalid_grant", "{tokens}");
+    }
+    let again = auth_request(&app.issuer, "portal", &[("prompt", "none")]);
+    let res = b.get(&again.url).await;
+    assert_eq!(
+        crate::helpers::query(&location(&res))["error"],
+        "login_required",
+        "the session opened after the reset is void"
+    );
+}
+
+/// A tab opened before someone else signed in, in the same browser: the sign-in through it
+/// still replaces the session the browser has now.
+async fn a_tab_opened_earlier_replaces_the_session_too(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_client(ClientSpec::portal("portal")).await;
+    let alice = app.create_user("alice").await;
+    app.create_user("bob").await;
+    let b = app.browser();
+    // Tab 1 opens first, and waits.
+    let tab1 = auth_request(&app.issuer, "portal", &[("prompt", "login")]);
+    let res = b.get(&tab1.url).await;
+    let tab1_page = b.get(&location(&res)).await.text().await.unwrap();
+    // Alice signs in through tab 2.
+    let tab2 = auth_request(&app.issuer, "portal", &[]);
+    b.sign_in(&tab2.url, "alice", PASSWORD).await;
+    assert_eq!(
+        sesame::services::session::sessions_of(&app.state.eph, &alice.id)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    // Bob, through tab 1.
+    let res = b
+        .submit(
+            &tab1_page,
+            0,
+            &[("username", "bob"), ("password", PASSWORD)],
+        )
+        .await;
+    assert_eq!(res.status(), 303);
+    assert!(
+        sesame::services::session::sessions_of(&app.state.eph, &alice.id)
+            .await
+            .unwrap()
+            .is_empty(),
+        "alice's session ended"
+    );
+}
+
+/// Posts to a reset link that does not exist, and throttled forgotten-password posts,
+/// write nothing to the ephemeral store.
+async fn refused_posts_write_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let b = app.browser();
+    let before = app.state.eph.footprint().await.unwrap();
+    for i in 0..20 {
+        let res = b
+            .post(
+                &format!("/password/reset/no-such-link-{i}"),
+                &[
+                    ("csrf_token".into(), "x".into()),
+                    ("username".into(), "a".into()),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 400);
+    }
+    let after = app.state.eph.footprint().await.unwrap();
+    assert_eq!(after.keys, before.keys, "no form token per post");
+    // The forgotten-password form: past its limit, a bare 429.
+    for _ in 0..12 {
+        b.post(
+            "/password/forgot",
+            &[
+                ("csrf_token".into(), "x".into()),
+                ("username".into(), "a".into()),
+            ],
+        )
+        .await;
+    }
+    let before = app.state.eph.footprint().await.unwrap();
+    for _ in 0..20 {
+        let res = b
+            .post(
+                "/password/forgot",
+                &[
+                    ("csrf_token".into(), "x".into()),
+                    ("username".into(), "a".into()),
+                ],
+            )
+            .await;
+        assert_eq!(res.status(), 429);
+    }
+    let after = app.state.eph.footprint().await.unwrap();
+    assert_eq!(
+        after.keys, before.keys,
+        "no captcha, no form per refused post"
+    );
+}
+
 both_backends!(
     a_pending_reset_link_dies_with_a_later_password_change,
     a_new_sign_in_replaces_the_browsers_session,
+    a_sign_in_overtaken_by_a_reset_gives_nothing,
+    a_tab_opened_earlier_replaces_the_session_too,
+    refused_posts_write_nothing,
 );

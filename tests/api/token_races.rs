@@ -258,6 +258,24 @@ async fn a_leaked_code_presented_wrongly_is_still_redeemed_by_its_portal(backend
         .as_str()
         .unwrap_or_else(|| panic!("the portal's code was burnt by the wrong attempts: {t}"));
     assert!(active(&app, &c, at).await);
+    // Once redeemed, the code in another client's hands revokes nothing (second review, N3).
+    let (s, v) = post(
+        &app,
+        "/token",
+        &other,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", code.as_str()),
+            ("redirect_uri", REDIRECT),
+            ("code_verifier", req.verifier.as_str()),
+        ],
+    )
+    .await;
+    assert_eq!((s, v["error"].as_str()), (400, Some("invalid_grant")));
+    assert!(
+        active(&app, &c, at).await,
+        "another client cannot end the grant"
+    );
     // Single use still holds: a replay fails and revokes what the code produced.
     let again = app.redeem("c1", &c.secret, &code, &req.verifier).await;
     assert_eq!(again["error"], "invalid_grant");

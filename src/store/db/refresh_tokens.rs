@@ -1,8 +1,8 @@
 //! Refresh tokens, kept as hashes, in families (every token of one grant). A token is spent
 //! when rotated; presenting a spent one again means it was stolen, and the family is revoked.
 //!
-//! Revocation is a mark on the family (`refresh_families.revoked`) or a cut-off on the account
-//! (`users.tokens_valid_after`, compared with the family's `auth_time`), never an update of
+//! Revocation is a mark on the family (`refresh_families.revoked`) or a new sign-in epoch of the
+//! account (`users.sign_in_epoch`, which the family's `epoch` must equal), never an update of
 //! the token rows: a successor inserted by a rotation racing a revocation belongs to the
 //! family, so it is dead too. The spend and the successor's insert each test the family in
 //! the same statement, within one transaction.
@@ -11,12 +11,11 @@ use sqlx::Row;
 
 use super::{Db, DbError, now};
 
-/// The family `f` of account `u` is live: not revoked, the account enabled and authenticated
-/// after its cut-off. The same second counts as after (a sign-in right after a reset must
-/// work); families that existed at the cut-off are marked revoked anyway.
+/// The family `f` of account `u` is live: not revoked, the account enabled and still in the
+/// sign-in epoch its sign-in saw (no reset, disable or end of all sessions since).
 macro_rules! live {
     () => {
-        "f.revoked = 0 AND u.disabled = 0 AND f.auth_time >= u.tokens_valid_after"
+        "f.revoked = 0 AND u.disabled = 0 AND f.epoch = u.sign_in_epoch"
     };
 }
 
@@ -28,6 +27,8 @@ pub struct NewFamily<'a> {
     /// The SSO session it is bound to; `None` for offline tokens, which outlive it.
     pub session_id: Option<&'a str>,
     pub auth_time: i64,
+    /// The account's sign-in epoch when its credentials were checked for this grant.
+    pub epoch: i64,
 }
 
 /// A token of a family (its owner, client and session are the family's).
@@ -62,8 +63,9 @@ pub enum Rotation {
 }
 
 impl Db {
-    /// Starts a family with its first token, unless the account is disabled or was cut off
-    /// after `auth_time` (a code or session older than a password reset). `false`: refused.
+    /// Starts a family with its first token, unless the account is disabled or its sign-in
+    /// epoch moved on since the grant's sign-in (a reset, even one racing that sign-in).
+    /// `false`: refused.
     pub async fn start_refresh_family(
         &self,
         family: NewFamily<'_>,
@@ -71,8 +73,8 @@ impl Db {
     ) -> Result<bool, DbError> {
         let mut tx = self.pool().begin().await?;
         let started = sqlx::query(
-            "INSERT INTO refresh_families (family_id, user_id, client_id, session_id, auth_time, created_at) \
-             SELECT $1, id, $3, $4, $5, $6 FROM users WHERE id = $2 AND disabled = 0 AND tokens_valid_after <= $5",
+            "INSERT INTO refresh_families (family_id, user_id, client_id, session_id, auth_time, created_at, epoch) \
+             SELECT $1, id, $3, $4, $5, $6, $7 FROM users WHERE id = $2 AND disabled = 0 AND sign_in_epoch = $7",
         )
         .bind(family.family_id)
         .bind(family.user_id)
@@ -80,6 +82,7 @@ impl Db {
         .bind(family.session_id)
         .bind(family.auth_time)
         .bind(now())
+        .bind(family.epoch)
         .execute(&mut *tx)
         .await?;
         if started.rows_affected() != 1 || !insert_live(&mut tx, family.family_id, &token).await? {
@@ -92,7 +95,7 @@ impl Db {
     pub async fn refresh_token(&self, token_hash: &str) -> Result<Option<RefreshRecord>, DbError> {
         let row = sqlx::query(
             "SELECT t.family_id, t.user_id, t.client_id, t.grant_json, t.expires_at, t.spent, \
-                    f.revoked, u.disabled, f.auth_time, u.tokens_valid_after \
+                    f.revoked, u.disabled, f.epoch, u.sign_in_epoch \
              FROM refresh_tokens t JOIN refresh_families f ON f.family_id = t.family_id \
              JOIN users u ON u.id = f.user_id WHERE t.token_hash = $1",
         )
@@ -103,8 +106,7 @@ impl Db {
             // The same test as `live!`, on the values read.
             let live = r.try_get::<i64, _>("revoked")? == 0
                 && r.try_get::<i64, _>("disabled")? == 0
-                && r.try_get::<i64, _>("auth_time")?
-                    >= r.try_get::<i64, _>("tokens_valid_after")?;
+                && r.try_get::<i64, _>("epoch")? == r.try_get::<i64, _>("sign_in_epoch")?;
             Ok(RefreshRecord {
                 family_id: r.try_get("family_id")?,
                 user_id: r.try_get("user_id")?,
@@ -187,12 +189,14 @@ impl Db {
     }
 
     /// Every refresh token of a user (password reset, account disabled, all sessions ended):
-    /// the cut-off first, so that a family started meanwhile is refused by it if the mark
-    /// below misses it; returns the families it revoked.
+    /// a new sign-in epoch first (strictly greater, even twice in one second), so that a family
+    /// started meanwhile, or later from a sign-in that saw the old epoch, is refused; returns
+    /// the families it revoked.
     pub async fn revoke_user_refresh_tokens(&self, user_id: &str) -> Result<Vec<String>, DbError> {
         let mut tx = self.pool().begin().await?;
         sqlx::query(
-            "UPDATE users SET tokens_valid_after = $2 WHERE id = $1 AND tokens_valid_after < $2",
+            "UPDATE users SET sign_in_epoch = CASE WHEN sign_in_epoch >= $2 THEN sign_in_epoch + 1 ELSE $2 END \
+             WHERE id = $1",
         )
         .bind(user_id)
         .bind(now())

@@ -8,7 +8,7 @@ use crate::domain::user::User;
 use crate::domain::{Email, Username};
 
 const COLUMNS: &str = "id, username, email, given_name, family_name, password_hash, password_temporary, \
-                       password_expired, password_changed_at, disabled, updated_at";
+                       password_expired, password_changed_at, disabled, updated_at, sign_in_epoch";
 
 pub struct NewUser {
     pub username: Username,
@@ -62,6 +62,7 @@ impl Db {
             password_changed_at: t,
             disabled: false,
             updated_at: t,
+            sign_in_epoch: 0,
         })
     }
 
@@ -192,5 +193,6 @@ fn user_from_row(r: &AnyRow) -> Result<User, DbError> {
         password_changed_at: r.try_get("password_changed_at")?,
         disabled: r.try_get::<i64, _>("disabled")? != 0,
         updated_at: r.try_get("updated_at")?,
+        sign_in_epoch: r.try_get("sign_in_epoch")?,
     })
 }
