@@ -35,6 +35,10 @@ pub enum DbError {
     },
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    /// The database refused a value the caller gave (PostgreSQL: a NUL byte or an invalid
+    /// character in a string, a string too long for its column): the caller's error, not ours.
+    #[error("value refused by the database: {0}")]
+    Refused(String),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
