@@ -210,11 +210,8 @@ pub(crate) fn signin_first(state: &AppState, locale: Locale) -> Response {
 }
 
 pub fn internal(state: &AppState, locale: Locale, e: Internal) -> Response {
-    tracing::error!(error = %e, "account page failed");
-    state
-        .pages
-        .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
-        .into_response()
+    let (key, status) = crate::oidc::error::page_error(&e, "account page failed");
+    state.pages.error_page(locale, key, status).into_response()
 }
 
 /// Checks the account's password, throttled like every other password check.

@@ -71,11 +71,28 @@ impl OAuthError {
     }
 }
 
-/// Every internal failure becomes `server_error` after being logged once, here.
-impl<E: std::error::Error> From<E> for OAuthError {
+/// Every internal failure becomes `server_error` after being logged once, here; a value the
+/// database refused (a NUL byte on PostgreSQL…) is the caller's `invalid_request`.
+impl<E: std::error::Error + 'static> From<E> for OAuthError {
     fn from(e: E) -> Self {
+        if crate::store::db::refused(&e) {
+            tracing::warn!(error = %e, "a request value was refused by the database");
+            return Self::invalid_request("a parameter holds a value that cannot be used");
+        }
         tracing::error!(error = %e, "internal error");
         Self::server_error()
+    }
+}
+
+/// The error page for a failure while serving a page: the message key and status, 400 for a
+/// value the database refused (the caller's), otherwise 500 (logged here).
+pub fn page_error(e: &(dyn std::error::Error + 'static), what: &str) -> (&'static str, StatusCode) {
+    if crate::store::db::refused(e) {
+        tracing::warn!(error = %e, "{what}: a request value was refused by the database");
+        ("error.bad_request", StatusCode::BAD_REQUEST)
+    } else {
+        tracing::error!(error = %e, "{what}");
+        ("error.internal", StatusCode::INTERNAL_SERVER_ERROR)
     }
 }
 
