@@ -210,6 +210,27 @@ pub(crate) fn flag(b: bool) -> i64 {
 #[cfg(test)]
 mod tests {
     #[test]
+    fn refused_values_are_found_through_wrappers() {
+        use super::{DbError, Refused, refused};
+        #[derive(Debug, thiserror::Error)]
+        enum Transparent {
+            #[error(transparent)]
+            Db(#[from] DbError),
+        }
+        let e = || DbError::Refused(Refused("invalid byte sequence".into()));
+        assert!(refused(&e()));
+        assert!(refused(&Transparent::from(e())));
+        let other = DbError::Corrupt {
+            table: "t",
+            reason: "r".into(),
+        };
+        assert!(!refused(&other));
+        assert!(!refused(&Transparent::from(DbError::from(
+            sqlx::Error::RowNotFound
+        ))));
+    }
+
+    #[test]
     fn sqlite_urls() {
         assert_eq!(
             super::sqlite_url("sqlite://data/s.db").0,
