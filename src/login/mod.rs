@@ -48,10 +48,8 @@ impl Halt {
                     .error_page(locale, "error.interaction_expired", StatusCode::BAD_REQUEST)
             }
             Halt::Internal(e) => {
-                tracing::error!(error = %e, "sign-in page failed");
-                state
-                    .pages
-                    .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
+                let (key, status) = crate::web::page_error(&e, "sign-in page failed");
+                state.pages.error_page(locale, key, status)
             }
         }
         .into_response()

@@ -63,11 +63,8 @@ impl AuthorizeError {
             )),
             AuthorizeError::Busy(wait) => state.pages.busy_page(locale, wait),
             AuthorizeError::Internal(e) => {
-                tracing::error!(error = %e, "authorization failed");
-                state
-                    .pages
-                    .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
-                    .into_response()
+                let (key, status) = crate::web::page_error(&e, "authorization failed");
+                state.pages.error_page(locale, key, status).into_response()
             }
         }
     }

@@ -71,9 +71,14 @@ impl OAuthError {
     }
 }
 
-/// Every internal failure becomes `server_error` after being logged once, here.
-impl<E: std::error::Error> From<E> for OAuthError {
+/// Every internal failure becomes `server_error` after being logged once, here; a value the
+/// database refused (a NUL byte on PostgreSQL…) is the caller's `invalid_request`.
+impl<E: std::error::Error + 'static> From<E> for OAuthError {
     fn from(e: E) -> Self {
+        if crate::store::db::refused(&e) {
+            tracing::warn!(error = %e, "a request value was refused by the database");
+            return Self::invalid_request("a parameter holds a value that cannot be used");
+        }
         tracing::error!(error = %e, "internal error");
         Self::server_error()
     }

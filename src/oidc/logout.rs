@@ -48,11 +48,8 @@ impl Bad {
                 .into_response(),
             Bad::Busy(wait) => state.pages.busy_page(locale, wait),
             Bad::Internal(e) => {
-                tracing::error!(error = %e, "logout failed");
-                state
-                    .pages
-                    .error_page(locale, "error.internal", StatusCode::INTERNAL_SERVER_ERROR)
-                    .into_response()
+                let (key, status) = crate::web::page_error(&e, "logout failed");
+                state.pages.error_page(locale, key, status).into_response()
             }
         }
     }

@@ -8,8 +8,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::domain::Client;
 use crate::domain::user::User;
+use crate::domain::{Client, ClientId};
 use crate::store::Db;
 use crate::store::db::DbError;
 
@@ -25,22 +25,28 @@ pub struct ClientCache {
 }
 
 impl ClientCache {
+    /// The one place a client identifier from a request is looked up: one that is not a
+    /// valid [`ClientId`] (empty, too long, a NUL or another control character) names no
+    /// client, without a query, and every endpoint answers as for an unknown client.
     pub async fn get(&self, db: &Db, id: &str) -> Result<Option<Client>, DbError> {
+        let Ok(id) = ClientId::parse(id) else {
+            return Ok(None);
+        };
         if let Some((at, c)) = self
             .entries
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(id)
+            .get(id.as_str())
             && at.elapsed() < TTL
         {
             return Ok(c.clone());
         }
-        let c = db.client(id).await?;
+        let c = db.client(&id).await?;
         let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
         if map.len() >= MAX {
             map.clear();
         }
-        map.insert(id.to_owned(), (Instant::now(), c.clone()));
+        map.insert(id.as_str().to_owned(), (Instant::now(), c.clone()));
         Ok(c)
     }
 }

@@ -157,21 +157,34 @@ pub fn done(
     Page::ok(html).into_response()
 }
 
-/// A failure of ours on a page: logged, then the error page (the details stay in the log).
+/// A failure on a page: logged, then the error page (the details stay in the log). A value
+/// the database refused is the caller's (400), anything else ours (500).
 pub fn internal(
     pages: &Templates,
     locale: Locale,
-    e: impl std::fmt::Display,
+    e: impl std::error::Error + 'static,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    tracing::error!(error = %e, "page failed");
-    pages
-        .error_page(
-            locale,
+    let (key, status) = page_error(&e, "page failed");
+    pages.error_page(locale, key, status).into_response()
+}
+
+/// The error page for a failure while serving a page: the message key and status, 400 for a
+/// value the database refused (the caller's), otherwise 500 (logged here).
+pub fn page_error(
+    e: &(dyn std::error::Error + 'static),
+    what: &str,
+) -> (&'static str, axum::http::StatusCode) {
+    if crate::store::db::refused(e) {
+        tracing::warn!(error = %e, "{what}: a request value was refused by the database");
+        ("error.bad_request", axum::http::StatusCode::BAD_REQUEST)
+    } else {
+        tracing::error!(error = %e, "{what}");
+        (
             "error.internal",
             axum::http::StatusCode::INTERNAL_SERVER_ERROR,
         )
-        .into_response()
+    }
 }
 
 /// A 303 to `location`.

@@ -1,6 +1,6 @@
 //! The durable store on both databases: accounts, portals, consents, refresh tokens, audit.
 
-use sesame::domain::{Scopes, Username};
+use sesame::domain::{ClientId, Scopes, Username};
 use sesame::store::db::refresh_tokens::{NewFamily, NewRefreshToken, Rotation};
 use sesame::store::db::users::CreateUserError;
 
@@ -41,7 +41,13 @@ async fn clients_round_trip_and_deletion_cascades(backend: Backend) {
     let mut spec = ClientSpec::portal("portail:santé");
     spec.allowed_scopes = vec!["api:read".into()];
     let secret = app.create_client(spec).await.unwrap();
-    let c = app.state.db.client("portail:santé").await.unwrap().unwrap();
+    let c = app
+        .state
+        .db
+        .client(&ClientId::parse("portail:santé").unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(
         c.secret_hash.as_deref(),
         Some(sesame::crypto::token_hash(&secret).as_str()),
@@ -66,7 +72,7 @@ async fn clients_round_trip_and_deletion_cascades(backend: Backend) {
     assert!(
         app.state
             .db
-            .client("portail:santé")
+            .client(&ClientId::parse("portail:santé").unwrap())
             .await
             .unwrap()
             .is_none()

@@ -14,6 +14,7 @@ mod demo;
 mod durable;
 mod ephemeral;
 mod foundation;
+mod hostile;
 mod leftovers;
 mod logout;
 mod passkeys;

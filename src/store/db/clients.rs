@@ -54,14 +54,15 @@ impl Db {
         if done.rows_affected() == 0 {
             return Err(CreateClientError::Taken(new.id.to_string()));
         }
-        Ok(self.client(new.id.as_str()).await?.expect("just inserted"))
+        Ok(self.client(&new.id).await?.expect("just inserted"))
     }
 
-    pub async fn client(&self, client_id: &str) -> Result<Option<Client>, DbError> {
+    /// A client by its identifier, parsed first (no NUL or control character reaches a query).
+    pub async fn client(&self, client_id: &ClientId) -> Result<Option<Client>, DbError> {
         let row = sqlx::query(AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM clients WHERE client_id = $1"
         )))
-        .bind(client_id)
+        .bind(client_id.as_str())
         .fetch_optional(self.pool())
         .await?;
         row.map(|r| client_from_row(&r)).transpose()

@@ -25,7 +25,7 @@ use sqlx::{AnyPool, Executor};
 #[derive(Debug, thiserror::Error)]
 pub enum DbError {
     #[error("database error: {0}")]
-    Sqlx(#[from] sqlx::Error),
+    Sqlx(sqlx::Error),
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create {path}: {source}")]
@@ -35,6 +35,49 @@ pub enum DbError {
     },
     #[error("corrupt row in {table}: {reason}")]
     Corrupt { table: &'static str, reason: String },
+    /// The database refused a value the caller gave (PostgreSQL: a NUL byte or an invalid
+    /// character in a string, a string too long for its column): the caller's error, not ours.
+    #[error("value refused by the database: {0}")]
+    Refused(#[source] Refused),
+}
+
+/// What the database said when it refused a caller's value; the source of
+/// [`DbError::Refused`], so that [`refused`] finds it through any wrapper.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Refused(pub String);
+
+/// SQLSTATEs for a value the caller gave that PostgreSQL cannot hold: 22021 invalid byte
+/// sequence (a NUL in a string), 22P05 untranslatable character (`\u0000` in JSON), 22001
+/// string too long for its column. SQLite stores all of these.
+const REFUSED_STATES: &[&str] = &["22021", "22P05", "22001"];
+
+impl From<sqlx::Error> for DbError {
+    fn from(e: sqlx::Error) -> Self {
+        match e.as_database_error() {
+            Some(d)
+                if d.code()
+                    .is_some_and(|c| REFUSED_STATES.contains(&c.as_ref())) =>
+            {
+                DbError::Refused(Refused(d.message().to_owned()))
+            }
+            _ => DbError::Sqlx(e),
+        }
+    }
+}
+
+/// True if `e`, or an error it wraps, is a value the database refused: the caller's error
+/// (a 400-class answer), never a 500. A second line: request values are parsed into types
+/// that refuse such values before any query.
+pub fn refused(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<Refused>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -166,6 +209,27 @@ pub(crate) fn flag(b: bool) -> i64 {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn refused_values_are_found_through_wrappers() {
+        use super::{DbError, Refused, refused};
+        #[derive(Debug, thiserror::Error)]
+        enum Transparent {
+            #[error(transparent)]
+            Db(#[from] DbError),
+        }
+        let e = || DbError::Refused(Refused("invalid byte sequence".into()));
+        assert!(refused(&e()));
+        assert!(refused(&Transparent::from(e())));
+        let other = DbError::Corrupt {
+            table: "t",
+            reason: "r".into(),
+        };
+        assert!(!refused(&other));
+        assert!(!refused(&Transparent::from(DbError::from(
+            sqlx::Error::RowNotFound
+        ))));
+    }
+
     #[test]
     fn sqlite_urls() {
         assert_eq!(
