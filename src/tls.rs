@@ -174,27 +174,21 @@ pub fn national_id(
     }
 }
 
-/// The string inside an otherName value: `[0] EXPLICIT UTF8String` (or the bare string).
+/// The string inside an otherName value: `[0] EXPLICIT` around a UTF8String (IA5 and
+/// Printable accepted), read with asn1-rs (x509-parser's own DER reader).
 fn der_utf8(bytes: &[u8]) -> Option<String> {
-    fn tlv(b: &[u8]) -> Option<(u8, &[u8])> {
-        let (&tag, rest) = b.split_first()?;
-        let (&len, rest) = rest.split_first()?;
-        let (len, rest) = if len < 0x80 {
-            (len as usize, rest)
-        } else {
-            let n = (len & 0x7f) as usize;
-            let (lb, rest) = (rest.get(..n)?, rest.get(n..)?);
-            (lb.iter().fold(0usize, |a, b| (a << 8) | *b as usize), rest)
-        };
-        Some((tag, rest.get(..len)?))
-    }
-    let (tag, inner) = tlv(bytes)?;
-    let (tag, value) = if tag == 0xA0 {
-        tlv(inner)?
+    use x509_parser::asn1_rs::{Any, Class, FromDer, Tag};
+    let (_, outer) = Any::from_der(bytes).ok()?;
+    let value = if outer.class() == Class::ContextSpecific && outer.tag() == Tag(0) {
+        Any::from_der(outer.data).ok()?.1
     } else {
-        (tag, inner)
+        outer
     };
-    matches!(tag, 0x0C | 0x16 | 0x13).then(|| String::from_utf8_lossy(value).into_owned())
+    matches!(
+        value.tag(),
+        Tag::Utf8String | Tag::Ia5String | Tag::PrintableString
+    )
+    .then(|| String::from_utf8_lossy(value.data).into_owned())
 }
 
 /// The header in which a proxy proves itself (see `mtls.proxy_secret`).

@@ -3,9 +3,11 @@
 //! reaches a running server within 10 s) and accounts for the token-bearing endpoints
 //! (userinfo, token), where a disabled account is refused within 2 s. Sign-in and password
 //! checks always read the database.
+//!
+//! Bounded by quick_cache (CLOCK-Pro): unknown ids are cached too, so that garbage ids do not
+//! all reach the database, and a flood of them evicts the cold entries first instead of
+//! emptying the cache.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::domain::user::User;
@@ -13,15 +15,43 @@ use crate::domain::{Client, ClientId};
 use crate::store::Db;
 use crate::store::db::DbError;
 
-const TTL: Duration = Duration::from_secs(10);
+const CLIENT_TTL: Duration = Duration::from_secs(10);
 const USER_TTL: Duration = Duration::from_secs(2);
-/// Unknown ids are cached too (garbage ids would otherwise all reach the database); the map
-/// is simply emptied if it grows past this.
-const MAX: usize = 10_000;
+const CAPACITY: usize = 10_000;
 
-#[derive(Default)]
-pub struct ClientCache {
-    entries: Mutex<HashMap<String, (Instant, Option<Client>)>>,
+/// Values read from the database, each kept for `ttl` (absence included).
+struct Ttl<V: Clone> {
+    entries: quick_cache::sync::Cache<String, (Instant, Option<V>)>,
+    ttl: Duration,
+}
+
+impl<V: Clone> Ttl<V> {
+    fn new(ttl: Duration) -> Self {
+        Self {
+            entries: quick_cache::sync::Cache::new(CAPACITY),
+            ttl,
+        }
+    }
+
+    fn fresh(&self, key: &str) -> Option<Option<V>> {
+        self.entries
+            .get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v)
+    }
+
+    fn keep(&self, key: &str, value: &Option<V>) {
+        self.entries
+            .insert(key.to_owned(), (Instant::now(), value.clone()));
+    }
+}
+
+pub struct ClientCache(Ttl<Client>);
+
+impl Default for ClientCache {
+    fn default() -> Self {
+        Self(Ttl::new(CLIENT_TTL))
+    }
 }
 
 impl ClientCache {
@@ -32,47 +62,30 @@ impl ClientCache {
         let Ok(id) = ClientId::parse(id) else {
             return Ok(None);
         };
-        if let Some((at, c)) = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id.as_str())
-            && at.elapsed() < TTL
-        {
-            return Ok(c.clone());
+        if let Some(c) = self.0.fresh(id.as_str()) {
+            return Ok(c);
         }
         let c = db.client(&id).await?;
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX {
-            map.clear();
-        }
-        map.insert(id.as_str().to_owned(), (Instant::now(), c.clone()));
+        self.0.keep(id.as_str(), &c);
         Ok(c)
     }
 }
 
-#[derive(Default)]
-pub struct UserCache {
-    entries: Mutex<HashMap<String, (Instant, Option<User>)>>,
+pub struct UserCache(Ttl<User>);
+
+impl Default for UserCache {
+    fn default() -> Self {
+        Self(Ttl::new(USER_TTL))
+    }
 }
 
 impl UserCache {
     pub async fn get(&self, db: &Db, id: &str) -> Result<Option<User>, DbError> {
-        if let Some((at, u)) = self
-            .entries
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(id)
-            && at.elapsed() < USER_TTL
-        {
-            return Ok(u.clone());
+        if let Some(u) = self.0.fresh(id) {
+            return Ok(u);
         }
         let u = db.user_by_id(id).await?;
-        let mut map = self.entries.lock().unwrap_or_else(|p| p.into_inner());
-        if map.len() >= MAX {
-            map.clear();
-        }
-        map.insert(id.to_owned(), (Instant::now(), u.clone()));
+        self.0.keep(id, &u);
         Ok(u)
     }
 }

@@ -679,30 +679,14 @@ async fn an_unbound_card_is_bound_only_after_two_factors(backend: Backend) {
 
     // Carol has a second factor: her sign-in proves two, and binds the card at once.
     let carol = app.create_user("carol").await;
-    let totp_secret = totp_rs::Secret::generate().to_base32();
-    let sealed = app
-        .state
-        .secrets
-        .seal(&format!("totp:{}", carol.id), totp_secret.as_bytes());
-    app.state
-        .db
-        .save_totp(&carol.id, &sealed, 0, &[])
-        .await
-        .unwrap();
+    let totp_secret = app.with_totp(&carol).await;
     let c = app.browser();
     let (login, req) = present_unbound_card(&app, &pki, &c).await;
     let res = c
         .submit(&login, 0, &[("username", "carol"), ("password", PASSWORD)])
         .await;
     let page = c.get(&location(&res)).await.text().await.unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let otp = sesame::domain::totp::authenticator(&totp_secret, "x", "x")
-        .unwrap()
-        .generate(now)
-        .to_string();
+    let otp = crate::helpers::totp_now(&totp_secret);
     let res = c.submit(&page, 0, &[("code", &otp)]).await;
     let code = query(&location(&res))["code"].clone();
     let claims = app.id_claims("portal", &secret, &code, &req.verifier).await;

@@ -285,6 +285,39 @@ impl TestApp {
         }
     }
 
+    /// Enrols TOTP for `user` directly in the store; returns the secret (base32).
+    pub async fn with_totp(&self, user: &User) -> String {
+        let secret = totp_rs::Secret::generate().to_base32();
+        let sealed = self
+            .state
+            .secrets
+            .seal(&format!("totp:{}", user.id), secret.as_bytes());
+        self.state
+            .db
+            .save_totp(&user.id, &sealed, 0, &[])
+            .await
+            .unwrap();
+        secret
+    }
+
+    /// The answer of the page's captcha, read where the server keeps it: (id, answer).
+    pub async fn captcha(&self, html: &str) -> (String, String) {
+        let id = forms(html)
+            .iter()
+            .flat_map(|f| f.hidden.clone())
+            .find(|(k, _)| k == "captcha_id")
+            .expect("a captcha")
+            .1;
+        let answer = self
+            .state
+            .eph
+            .get(&format!("captcha:{id}"))
+            .await
+            .unwrap()
+            .expect("answer stored");
+        (id, answer)
+    }
+
     pub async fn create_user(&self, username: &str) -> User {
         let hash = self.state.passwords.hash(PASSWORD).await.unwrap();
         self.state
@@ -583,4 +616,16 @@ pub fn cli(app: &TestApp, args: &[&str]) -> std::process::Output {
         String::from_utf8_lossy(&out.stderr)
     );
     out
+}
+
+/// The current TOTP code for `secret`.
+pub fn totp_now(secret: &str) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sesame::domain::totp::authenticator(secret, "x", "x")
+        .unwrap()
+        .generate(now)
+        .to_string()
 }

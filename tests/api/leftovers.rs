@@ -3,7 +3,7 @@
 
 use crate::both_backends;
 use crate::helpers::{
-    Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, cli, forms, location,
+    Backend, Browser, ClientSpec, PASSWORD, TestApp, auth_request, cli, forms, location, totp_now,
 };
 use crate::smtp::Sink;
 
@@ -11,19 +11,7 @@ use crate::smtp::Sink;
 async fn reset_link(app: &TestApp, sink: &Sink, username: &str, n: usize) -> String {
     let b = app.browser();
     let html = b.get("/password/forgot").await.text().await.unwrap();
-    let id = forms(&html)
-        .iter()
-        .flat_map(|f| f.hidden.clone())
-        .find(|(k, _)| k == "captcha_id")
-        .expect("a captcha")
-        .1;
-    let answer = app
-        .state
-        .eph
-        .get(&format!("captcha:{id}"))
-        .await
-        .unwrap()
-        .expect("answer stored");
+    let (_, answer) = app.captcha(&html).await;
     let res = b
         .submit(&html, 0, &[("username", username), ("captcha", &answer)])
         .await;
@@ -123,16 +111,7 @@ async fn a_sign_in_overtaken_by_a_reset_gives_nothing(backend: Backend) {
         .await
         .unwrap();
     let alice = app.create_user("alice").await;
-    let totp = totp_rs::Secret::generate().to_base32();
-    let sealed = app
-        .state
-        .secrets
-        .seal(&format!("totp:{}", alice.id), totp.as_bytes());
-    app.state
-        .db
-        .save_totp(&alice.id, &sealed, 0, &[])
-        .await
-        .unwrap();
+    let totp = app.with_totp(&alice).await;
     let b = app.browser();
     let req = auth_request(
         &app.issuer,
@@ -146,14 +125,7 @@ async fn a_sign_in_overtaken_by_a_reset_gives_nothing(backend: Backend) {
     // The reset lands between the password and the code.
     app.state.end_all_sessions(&alice.id).await.unwrap();
 
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
-    let otp = sesame::domain::totp::authenticator(&totp, "x", "x")
-        .unwrap()
-        .generate(now)
-        .to_string();
+    let otp = totp_now(&totp);
     let mut res = b.submit(&page, 0, &[("code", &otp)]).await;
     // Consent (offline_access) if asked, then the portal.
     if location(&res).starts_with("/interaction/") {

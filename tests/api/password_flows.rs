@@ -14,20 +14,7 @@ use crate::smtp::Sink;
 
 /// The answer of the page's captcha, read where the server keeps it.
 async fn captcha(app: &TestApp, html: &str) -> (String, String) {
-    let id = forms(html)
-        .iter()
-        .flat_map(|f| f.hidden.clone())
-        .find(|(k, _)| k == "captcha_id")
-        .expect("a captcha")
-        .1;
-    let answer = app
-        .state
-        .eph
-        .get(&format!("captcha:{id}"))
-        .await
-        .unwrap()
-        .expect("answer stored");
-    (id, answer)
+    app.captcha(html).await
 }
 
 fn field(mail: &str, label: &str) -> String {
