@@ -148,8 +148,86 @@ fn too_long(p: &Params, names: &[&str]) -> Option<&'static str> {
         .map(|(.., description)| *description)
 }
 
-/// Checks every parameter; the result is a request Sésame can serve.
+/// Checks every parameter, in order; the result is a request Sésame can serve. Until the
+/// client and its redirect URI are known, errors are pages; after, they go back to the portal.
 async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), AuthorizeError> {
+    let (client, redirect_uri) = client_and_redirect_uri(state, p).await?;
+    let reply = Reply::new(redirect_uri, p);
+    check_shape(p, &reply)?;
+    check_response(p, &client, &reply)?;
+    let scopes = scopes(p, &reply)?;
+    let prompt =
+        parse_prompt(p.get("prompt")).ok_or_else(|| reply.invalid("invalid prompt value"))?;
+    let scopes = offline_access_gate(scopes, &client, &prompt);
+    let max_age = max_age(p, &reply)?;
+    let code_challenge = code_challenge(p, &client, &reply)?;
+    let claims = claims(p, &client, &scopes, &reply)?;
+    let hint_sub = match p.get("id_token_hint") {
+        Some(hint) => Some(hint_subject(state, hint).ok_or_else(|| {
+            reply.invalid("id_token_hint is not a valid ID token of this issuer")
+        })?),
+        None => None,
+    };
+    let need_mfa = needs_two_factors(&state.settings.acr, &client, p);
+    let request = AuthRequest {
+        client_id: client.id.to_string(),
+        redirect_uri: reply.to,
+        scopes,
+        state: reply.state,
+        nonce: p.get("nonce").map(str::to_owned),
+        code_challenge,
+        prompt,
+        max_age,
+        login_hint: p.get("login_hint").map(str::to_owned),
+        ui_locales: p.get("ui_locales").map(str::to_owned),
+        acr_values: words(p.get("acr_values")).map(str::to_owned).collect(),
+        claims,
+        hint_sub,
+        need_mfa,
+    };
+    Ok((client, request))
+}
+
+/// Where errors go once the redirect URI is known, with the portal's `state`.
+struct Reply {
+    to: RedirectUri,
+    state: Option<String>,
+}
+
+impl Reply {
+    fn new(to: RedirectUri, p: &Params) -> Self {
+        // An oversize state is refused (check_shape), and not echoed back to the portal.
+        let state = too_long(p, &["state"])
+            .is_none()
+            .then(|| p.get("state").map(str::to_owned))
+            .flatten();
+        Self { to, state }
+    }
+
+    fn fail(&self, error: &'static str, description: &'static str) -> AuthorizeError {
+        AuthorizeError::Redirect {
+            to: self.to.clone(),
+            state: self.state.clone(),
+            error,
+            description,
+        }
+    }
+
+    fn invalid(&self, description: &'static str) -> AuthorizeError {
+        self.fail("invalid_request", description)
+    }
+}
+
+fn words(v: Option<&str>) -> impl Iterator<Item = &str> {
+    v.unwrap_or("").split(' ').filter(|s| !s.is_empty())
+}
+
+/// The client, and its redirect URI by exact string match (OIDC Core §3.1.2.1; required even
+/// with one registered URI). Anything wrong here is a page: there is nowhere safe to redirect.
+async fn client_and_redirect_uri(
+    state: &AppState,
+    p: &Params,
+) -> Result<(Client, RedirectUri), AuthorizeError> {
     use AuthorizeError::Page;
     if p.duplicated(&["client_id", "redirect_uri"]).is_some()
         || too_long(p, &["client_id", "redirect_uri"]).is_some()
@@ -163,155 +241,141 @@ async fn parse(state: &AppState, p: &Params) -> Result<(Client, AuthRequest), Au
             .ok_or(Page("error.unknown_client"))?,
         None => return Err(Page("error.unknown_client")),
     };
-    // Exact string match (OIDC Core §3.1.2.1); required even with one registered URI.
     let redirect_uri = p
         .get("redirect_uri")
         .and_then(|r| client.redirect_uri(r))
         .cloned()
         .ok_or(Page("error.bad_redirect_uri"))?;
+    Ok((client, redirect_uri))
+}
 
-    // An oversize state is refused below, and not echoed back to the portal.
-    let st = too_long(p, &["state"])
-        .is_none()
-        .then(|| p.get("state").map(str::to_owned))
-        .flatten();
-    let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
-        to: redirect_uri.clone(),
-        state: st.clone(),
-        error,
-        description,
-    };
-    let invalid = |d: &'static str| fail("invalid_request", d);
-
+/// No repeated or oversize parameter, no request object.
+fn check_shape(p: &Params, reply: &Reply) -> Result<(), AuthorizeError> {
     if p.duplicated(&[]).is_some() {
-        return Err(invalid("a parameter is repeated"));
+        return Err(reply.invalid("a parameter is repeated"));
     }
     if let Some(description) = too_long(p, &[]) {
-        return Err(invalid(description));
+        return Err(reply.invalid(description));
     }
     if p.has("request") {
-        return Err(fail(
-            "request_not_supported",
-            "request objects are not supported",
-        ));
+        return Err(reply.fail("request_not_supported", "request objects are not supported"));
     }
     if p.has("request_uri") {
-        return Err(fail(
-            "request_uri_not_supported",
-            "request_uri is not supported",
-        ));
+        return Err(reply.fail("request_uri_not_supported", "request_uri is not supported"));
     }
+    Ok(())
+}
+
+/// `response_type=code`, answered in the query, for a client allowed the code grant.
+fn check_response(p: &Params, client: &Client, reply: &Reply) -> Result<(), AuthorizeError> {
     match p.get("response_type") {
-        None => return Err(invalid("response_type is required")),
+        None => return Err(reply.invalid("response_type is required")),
         Some("code") => {}
         Some(_) => {
-            return Err(fail(
+            return Err(reply.fail(
                 "unsupported_response_type",
                 "only response_type=code is supported",
             ));
         }
     }
     if !client.allows(GrantType::AuthorizationCode) {
-        return Err(fail(
+        return Err(reply.fail(
             "unauthorized_client",
             "this client may not use the authorization code grant",
         ));
     }
     if p.get("response_mode").is_some_and(|m| m != "query") {
-        return Err(invalid("only response_mode=query is supported"));
+        return Err(reply.invalid("only response_mode=query is supported"));
     }
-    let mut scopes = Scopes::parse(p.get("scope").unwrap_or(""))
-        .map_err(|_| fail("invalid_scope", "malformed scope"))?
+    Ok(())
+}
+
+/// The supported scopes asked for, `openid` among them.
+fn scopes(p: &Params, reply: &Reply) -> Result<Scopes, AuthorizeError> {
+    let scopes = Scopes::parse(p.get("scope").unwrap_or(""))
+        .map_err(|_| reply.fail("invalid_scope", "malformed scope"))?
         .supported();
     if !scopes.contains("openid") {
-        return Err(fail("invalid_scope", "the openid scope is required"));
+        return Err(reply.fail("invalid_scope", "the openid scope is required"));
     }
-    let prompt = parse_prompt(p.get("prompt")).ok_or_else(|| invalid("invalid prompt value"))?;
-    let max_age = match p.get("max_age") {
-        None => None,
-        Some(v) => Some(
+    Ok(scopes)
+}
+
+/// `offline_access` only with an explicit consent (OIDC Core §11) and for a client allowed
+/// refresh tokens; otherwise it is dropped, not refused.
+fn offline_access_gate(scopes: Scopes, client: &Client, prompt: &Prompt) -> Scopes {
+    let allowed = client.allows(GrantType::RefreshToken) && (client.first_party || prompt.consent);
+    if scopes.contains("offline_access") && !allowed {
+        scopes.without("offline_access")
+    } else {
+        scopes
+    }
+}
+
+fn max_age(p: &Params, reply: &Reply) -> Result<Option<i64>, AuthorizeError> {
+    p.get("max_age")
+        .map(|v| {
             v.parse::<u32>()
-                .map_err(|_| invalid("max_age must be a non-negative integer"))? as i64,
-        ),
-    };
-    let code_challenge = match (p.get("code_challenge"), p.get("code_challenge_method")) {
-        (Some(c), m) => Some(CodeChallenge::parse(c, m).map_err(invalid)?),
-        (None, Some(_)) => return Err(invalid("code_challenge_method without code_challenge")),
+                .map(i64::from)
+                .map_err(|_| reply.invalid("max_age must be a non-negative integer"))
+        })
+        .transpose()
+}
+
+/// PKCE: S256 only, required for public clients.
+fn code_challenge(
+    p: &Params,
+    client: &Client,
+    reply: &Reply,
+) -> Result<Option<CodeChallenge>, AuthorizeError> {
+    match (p.get("code_challenge"), p.get("code_challenge_method")) {
+        (Some(c), m) => Ok(Some(
+            CodeChallenge::parse(c, m).map_err(|d| reply.invalid(d))?,
+        )),
+        (None, Some(_)) => Err(reply.invalid("code_challenge_method without code_challenge")),
         (None, None) if client.is_public() => {
-            return Err(invalid(
-                "PKCE code_challenge is required for public clients",
-            ));
+            Err(reply.invalid("PKCE code_challenge is required for public clients"))
         }
-        (None, None) => None,
-    };
+        (None, None) => Ok(None),
+    }
+}
+
+/// The `claims` parameter. Consent is given per scope: a third-party portal gets no identity
+/// claim through it that its scopes do not cover (first-party portals need no consent).
+fn claims(
+    p: &Params,
+    client: &Client,
+    scopes: &Scopes,
+    reply: &Reply,
+) -> Result<ClaimsRequest, AuthorizeError> {
     let mut claims = match p.get("claims") {
-        Some(raw) => ClaimsRequest::parse(raw).map_err(invalid)?,
+        Some(raw) => ClaimsRequest::parse(raw).map_err(|d| reply.invalid(d))?,
         None => ClaimsRequest::default(),
     };
-    let hint_sub = match p.get("id_token_hint") {
-        Some(hint) => Some(
-            hint_subject(state, hint)
-                .ok_or_else(|| invalid("id_token_hint is not a valid ID token of this issuer"))?,
-        ),
-        None => None,
-    };
-    // Two factors: always for a sensitive portal or one whose minimum is above a password;
-    // else when acr_values names only the strong level.
-    let acr = &state.settings.acr;
-    let acr_values: Vec<&str> = p
-        .get("acr_values")
-        .map(|v| v.split(' ').filter(|s| !s.is_empty()).collect())
-        .unwrap_or_default();
-    // An essential `acr` in the `claims` parameter binds the same way, on its own.
-    let essential_acr = p
-        .get("claims")
-        .map(crate::domain::claims::essential_acr)
-        .unwrap_or_default();
-    let only_strong = |values: &[&str]| {
-        values.contains(&acr.two_factor.as_str()) && !values.contains(&acr.password.as_str())
-    };
-    let need_mfa = client.sensitive
-        || acr.above_password(client.min_acr.as_deref())
-        || only_strong(&acr_values)
-        || only_strong(&essential_acr.iter().map(String::as_str).collect::<Vec<_>>());
-    // offline_access needs an explicit consent (OIDC Core §11) and a client allowed refresh tokens.
-    if scopes.contains("offline_access")
-        && (!client.allows(GrantType::RefreshToken) || (!client.first_party && !prompt.consent))
-    {
-        scopes = scopes.without("offline_access");
-    }
-    // Consent is given per scope: a third-party portal gets no identity claim through
-    // `claims` that its scopes do not cover (first-party portals need no consent).
     if !client.first_party {
-        let covered = crate::domain::claims::by_scope(&scopes);
+        let covered = crate::domain::claims::by_scope(scopes);
         claims.id_token.retain(|c| covered.contains(c.as_str()));
         claims.userinfo.retain(|c| covered.contains(c.as_str()));
     }
-    let request = AuthRequest {
-        client_id: client.id.to_string(),
-        redirect_uri,
-        scopes,
-        state: st,
-        nonce: p.get("nonce").map(str::to_owned),
-        code_challenge,
-        prompt,
-        max_age,
-        login_hint: p.get("login_hint").map(str::to_owned),
-        ui_locales: p.get("ui_locales").map(str::to_owned),
-        acr_values: p
-            .get("acr_values")
-            .map(|v| {
-                v.split(' ')
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned)
-                    .collect()
-            })
-            .unwrap_or_default(),
-        claims,
-        hint_sub,
-        need_mfa,
+    Ok(claims)
+}
+
+/// Two factors: always for a sensitive portal or one whose minimum is above a password; else
+/// when `acr_values`, or an essential `acr` in the `claims` parameter (on its own), names
+/// only the strong level.
+fn needs_two_factors(acr: &crate::config::AcrSettings, client: &Client, p: &Params) -> bool {
+    let only_strong = |values: &[&str]| {
+        values.contains(&acr.two_factor.as_str()) && !values.contains(&acr.password.as_str())
     };
-    Ok((client, request))
+    let acr_values: Vec<&str> = words(p.get("acr_values")).collect();
+    let essential = p
+        .get("claims")
+        .map(crate::domain::claims::essential_acr)
+        .unwrap_or_default();
+    client.sensitive
+        || acr.above_password(client.min_acr.as_deref())
+        || only_strong(&acr_values)
+        || only_strong(&essential.iter().map(String::as_str).collect::<Vec<_>>())
 }
 
 fn parse_prompt(raw: Option<&str>) -> Option<Prompt> {
