@@ -50,6 +50,10 @@ pub fn router(state: AppState) -> Router {
         .route("/logout", get(oidc::logout::get).post(oidc::logout::post))
         .route("/logout/confirm", post(oidc::logout::confirm))
         .fallback(login::not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.pages.clone(),
+            web::failure::render_failed_pages,
+        ))
         .layer(DefaultBodyLimit::max(64 * 1024))
         .layer(axum::middleware::from_fn(web::headers::security_headers))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -6,14 +6,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{owner, password_refused, signin_first};
+use super::{owner, password_refused};
 use crate::mail::Kind;
 use crate::services::credentials::notify;
-use crate::state::{AppState, Internal};
+use crate::state::AppState;
 use crate::store::db::audit::AuditEvent;
 use crate::web::Locale;
+use crate::web::PageError;
 use crate::web::form::PageForm;
-use crate::web::internal;
 use crate::web::templates::text;
 
 #[derive(Deserialize)]
@@ -30,44 +30,39 @@ pub async fn remove(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageForm(form): PageForm<RemoveForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-            return Ok(signin_first(&state, locale));
-        };
-        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-            return Ok(refusal);
-        }
-        if !state
-            .db
-            .unbind_certificate(&user.id, &form.national_id)
-            .await?
-        {
-            let page = state
-                .pages
-                .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
-            return Ok(page.into_response());
-        }
-        state
-            .db
-            .audit(AuditEvent {
-                event: "certificate_unbound_by_owner",
-                user_id: Some(&user.id),
-                detail: Some(serde_json::json!({ "national_id": form.national_id })),
-                ..Default::default()
-            })
-            .await?;
-        let factor = format!("{} ({})", text(locale, "cert.factor"), form.national_id);
-        notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
-        // A card is removed when lost: whoever holds it (and its PIN) loses the sessions too.
-        state.end_all_sessions(&user.id).await?;
-        let mut res = crate::web::done(&state.pages, locale, "cert.removed", None);
-        res.headers_mut()
-            .append(axum::http::header::SET_COOKIE, state.clear_session_cookie());
-        Ok::<_, Internal>(res)
+    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
+        return Err(PageError::sign_in_first());
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+        return Ok(refusal);
+    }
+    if !state
+        .db
+        .unbind_certificate(&user.id, &form.national_id)
+        .await?
+    {
+        let page = state
+            .pages
+            .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
+        return Ok(page.into_response());
+    }
+    state
+        .db
+        .audit(AuditEvent {
+            event: "certificate_unbound_by_owner",
+            user_id: Some(&user.id),
+            detail: Some(serde_json::json!({ "national_id": form.national_id })),
+            ..Default::default()
+        })
+        .await?;
+    let factor = format!("{} ({})", text(locale, "cert.factor"), form.national_id);
+    notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
+    // A card is removed when lost: whoever holds it (and its PIN) loses the sessions too.
+    state.end_all_sessions(&user.id).await?;
+    let mut res = crate::web::done(&state.pages, locale, "cert.removed", None);
+    res.headers_mut()
+        .append(axum::http::header::SET_COOKIE, state.clear_session_cookie());
+    Ok(res)
 }

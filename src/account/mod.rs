@@ -4,8 +4,9 @@ pub mod certificates;
 pub mod passkeys;
 pub mod totp;
 
+use crate::web::PageError;
+use crate::web::done;
 use crate::web::form::PageForm;
-use crate::web::{done, internal};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -38,15 +39,16 @@ pub(crate) fn csrf(c: &Current) -> String {
     b64url(sha256(format!("account:{}", c.key)))
 }
 
-pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response {
+pub async fn show(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    match state.current_session(&headers).await {
-        Ok(Some(c)) => page(&state, &c, locale, Vec::new())
-            .await
-            .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e)),
-        Ok(None) => signin_first(&state, locale),
-        Err(e) => internal(&state.pages, locale, e),
-    }
+    let c = state
+        .current_session(&headers)
+        .await?
+        .ok_or_else(PageError::sign_in_first)?;
+    page(&state, &c, locale, Vec::new()).await
 }
 
 pub async fn change_password(
@@ -54,68 +56,63 @@ pub async fn change_password(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     PageForm(form): PageForm<ChangeForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some(current) = state.current_session(&headers).await? else {
-            return Ok(signin_first(&state, locale));
-        };
-        if !ct_eq(form.csrf_token.as_bytes(), csrf(&current).as_bytes()) {
-            return page(
+    let Some(current) = state.current_session(&headers).await? else {
+        return Err(PageError::sign_in_first());
+    };
+    if !ct_eq(form.csrf_token.as_bytes(), csrf(&current).as_bytes()) {
+        return page(
+            &state,
+            &current,
+            locale,
+            vec![crate::web::templates::text(locale, "login.csrf")],
+        )
+        .await;
+    }
+    let user = state
+        .db
+        .user_by_id(&current.session.user_id)
+        .await?
+        .ok_or(Internal::Gone)?;
+    let address = state.client_ip(&peer, &headers);
+    let message = match state
+        .recheck_password(
+            &user,
+            Some(&form.username),
+            &form.old_password,
+            Some(&address),
+        )
+        .await?
+    {
+        Recheck::Right => None,
+        Recheck::Wrong => Some(crate::web::templates::text(locale, "change.wrong_old")),
+        Recheck::Wait(s) => Some(text_n(locale, "throttle.wait", s as i64)),
+    };
+    if let Some(m) = message {
+        return Ok(page(&state, &current, locale, vec![m]).await?);
+    }
+    match state
+        .set_password(
+            &user,
+            &form.new_password,
+            &form.new_password_confirm,
+            "password_changed",
+            locale,
+        )
+        .await?
+    {
+        Ok(()) => Ok(done(&state.pages, locale, "change.done", None)),
+        Err(v) => {
+            page(
                 &state,
                 &current,
                 locale,
-                vec![crate::web::templates::text(locale, "login.csrf")],
+                crate::services::credentials::messages(locale, &v),
             )
-            .await;
+            .await
         }
-        let user = state
-            .db
-            .user_by_id(&current.session.user_id)
-            .await?
-            .ok_or(Internal::Gone)?;
-        let address = state.client_ip(&peer, &headers);
-        let message = match state
-            .recheck_password(
-                &user,
-                Some(&form.username),
-                &form.old_password,
-                Some(&address),
-            )
-            .await?
-        {
-            Recheck::Right => None,
-            Recheck::Wrong => Some(crate::web::templates::text(locale, "change.wrong_old")),
-            Recheck::Wait(s) => Some(text_n(locale, "throttle.wait", s as i64)),
-        };
-        if let Some(m) = message {
-            return page(&state, &current, locale, vec![m]).await;
-        }
-        match state
-            .set_password(
-                &user,
-                &form.new_password,
-                &form.new_password_confirm,
-                "password_changed",
-                locale,
-            )
-            .await?
-        {
-            Ok(()) => Ok(done(&state.pages, locale, "change.done", None)),
-            Err(v) => {
-                page(
-                    &state,
-                    &current,
-                    locale,
-                    crate::services::credentials::messages(locale, &v),
-                )
-                .await
-            }
-        }
-    };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    }
 }
 
 async fn page(
@@ -123,7 +120,7 @@ async fn page(
     c: &Current,
     locale: Locale,
     errors: Vec<String>,
-) -> Result<Response, Internal> {
+) -> Result<Response, PageError> {
     let user = state
         .db
         .user_by_id(&c.session.user_id)
@@ -196,13 +193,6 @@ pub(crate) async fn owner(
     Ok(Some((c, user)))
 }
 
-pub(crate) fn signin_first(state: &AppState, locale: Locale) -> Response {
-    state
-        .pages
-        .error_page(locale, "account.signin_first", StatusCode::UNAUTHORIZED)
-        .into_response()
-}
-
 /// Checks the account's password, throttled like every other password check.
 pub(crate) async fn password_refused(
     state: &AppState,
@@ -210,7 +200,7 @@ pub(crate) async fn password_refused(
     user: &crate::domain::user::User,
     password: &str,
     locale: Locale,
-) -> Result<Option<Response>, Internal> {
+) -> Result<Option<Response>, PageError> {
     let message = match state.recheck_password(user, None, password, None).await? {
         Recheck::Right => return Ok(None),
         Recheck::Wrong => crate::web::templates::text(locale, "change.wrong_old"),

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::{csrf, owner, page, password_refused, signin_first};
+use super::{csrf, owner, page, password_refused};
 use crate::crypto::token_hash;
 use crate::domain::passkey::{credential_key, user_handle};
 use crate::mail::Kind;
@@ -19,8 +19,8 @@ use crate::services::credentials::notify;
 use crate::services::session::Current;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::PageError;
 use crate::web::form::PageForm;
-use crate::web::internal;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
 
@@ -73,166 +73,151 @@ pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageForm(form): PageForm<PasskeyForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (Some(rp), Some((c, user))) = (
-            &state.webauthn,
-            owner(&state, &headers, &form.csrf_token).await?,
-        ) else {
-            return Ok(signin_first(&state, locale));
-        };
-        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-            return Ok(refusal);
-        }
-        let existing = state.passkeys_of(&user.id).await?;
-        if existing.len() >= MAX_PASSKEYS {
-            return page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await;
-        }
-        let handle = user_handle(&user.id).ok_or(Internal::Gone)?;
-        let exclude = existing.iter().map(|k| k.cred_id().clone()).collect();
-        let (options, reg) = rp.start_passkey_registration(
-            handle,
-            user.username.as_str(),
-            &user.display_name(),
-            Some(exclude),
-        )?;
-        // Ask for a discoverable credential where the authenticator can keep one, so that the
-        // passkey also signs in without the identifier; the answer is checked the same way.
-        let mut options = serde_json::to_value(&options).map_err(Internal::json)?;
-        if let Some(sel) = options.pointer_mut("/publicKey/authenticatorSelection") {
-            sel["residentKey"] = Value::from("preferred");
-        }
-        let name = clean_name(&form.name, locale);
-        let pending = Pending {
-            name: name.clone(),
-            state: reg,
-        };
-        state
-            .eph
-            .put_json(&pending_key(&c), &pending, Duration::from_secs(300))
-            .await?;
-        let html = state.pages.render(
-            "passkey_enrol.html",
-            locale,
-            context! {
-                name => name, csrf_token => csrf(&c), options => options.to_string(),
-                signed_in_name => user.display_name(),
-            },
-        );
-        Ok(Page::ok(html).with_script().into_response())
+    let (Some(rp), Some((c, user))) = (
+        &state.webauthn,
+        owner(&state, &headers, &form.csrf_token).await?,
+    ) else {
+        return Err(PageError::sign_in_first());
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+        return Ok(refusal);
+    }
+    let existing = state.passkeys_of(&user.id).await?;
+    if existing.len() >= MAX_PASSKEYS {
+        return Ok(page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await?);
+    }
+    let handle = user_handle(&user.id).ok_or(Internal::Gone)?;
+    let exclude = existing.iter().map(|k| k.cred_id().clone()).collect();
+    let (options, reg) = rp.start_passkey_registration(
+        handle,
+        user.username.as_str(),
+        &user.display_name(),
+        Some(exclude),
+    )?;
+    // Ask for a discoverable credential where the authenticator can keep one, so that the
+    // passkey also signs in without the identifier; the answer is checked the same way.
+    let mut options = serde_json::to_value(&options).map_err(Internal::json)?;
+    if let Some(sel) = options.pointer_mut("/publicKey/authenticatorSelection") {
+        sel["residentKey"] = Value::from("preferred");
+    }
+    let name = clean_name(&form.name, locale);
+    let pending = Pending {
+        name: name.clone(),
+        state: reg,
+    };
+    state
+        .eph
+        .put_json(&pending_key(&c), &pending, Duration::from_secs(300))
+        .await?;
+    let html = state.pages.render(
+        "passkey_enrol.html",
+        locale,
+        context! {
+            name => name, csrf_token => csrf(&c), options => options.to_string(),
+            signed_in_name => user.display_name(),
+        },
+    );
+    Ok(Page::ok(html).with_script().into_response())
 }
 
 pub async fn finish(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageForm(form): PageForm<PasskeyForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (Some(rp), Some((c, user))) = (
-            &state.webauthn,
-            owner(&state, &headers, &form.csrf_token).await?,
-        ) else {
-            return Ok(signin_first(&state, locale));
-        };
-        let refused =
-            || async { page(&state, &c, locale, vec![text(locale, "passkey.refused")]).await };
-        let Some(pending) = state.eph.take_json::<Pending>(&pending_key(&c)).await? else {
-            return refused().await;
-        };
-        let answer = match serde_json::from_str::<RegisterPublicKeyCredential>(&form.credential) {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::info!(error = %e, "passkey registration: unreadable answer");
-                return refused().await;
-            }
-        };
-        let passkey = match rp.finish_passkey_registration(&answer, &pending.state) {
-            Ok(p) => p,
-            Err(e) => {
-                tracing::info!(error = %e, "passkey registration refused");
-                return refused().await;
-            }
-        };
-        let stored = serde_json::to_string(&passkey).map_err(Internal::json)?;
-        let added = state
-            .db
-            .add_passkey(
-                &user.id,
-                &credential_key(passkey.cred_id()),
-                &pending.name,
-                &stored,
-            )
-            .await?;
-        if !added {
-            return refused().await;
-        }
-        state
-            .db
-            .audit(AuditEvent {
-                event: "passkey_added",
-                user_id: Some(&user.id),
-                detail: Some(serde_json::json!({ "name": pending.name })),
-                ..Default::default()
-            })
-            .await?;
-        let factor = factor_label(locale, &pending.name);
-        notify(&state, &user, locale, Kind::FactorAdded, &factor).await?;
-        Ok(crate::web::done(
-            &state.pages,
-            locale,
-            "passkey.added",
-            None,
-        ))
+    let (Some(rp), Some((c, user))) = (
+        &state.webauthn,
+        owner(&state, &headers, &form.csrf_token).await?,
+    ) else {
+        return Err(PageError::sign_in_first());
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    let refused =
+        || async { page(&state, &c, locale, vec![text(locale, "passkey.refused")]).await };
+    let Some(pending) = state.eph.take_json::<Pending>(&pending_key(&c)).await? else {
+        return Ok(refused().await?);
+    };
+    let answer = match serde_json::from_str::<RegisterPublicKeyCredential>(&form.credential) {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::info!(error = %e, "passkey registration: unreadable answer");
+            return Ok(refused().await?);
+        }
+    };
+    let passkey = match rp.finish_passkey_registration(&answer, &pending.state) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::info!(error = %e, "passkey registration refused");
+            return Ok(refused().await?);
+        }
+    };
+    let stored = serde_json::to_string(&passkey).map_err(Internal::json)?;
+    let added = state
+        .db
+        .add_passkey(
+            &user.id,
+            &credential_key(passkey.cred_id()),
+            &pending.name,
+            &stored,
+        )
+        .await?;
+    if !added {
+        return Ok(refused().await?);
+    }
+    state
+        .db
+        .audit(AuditEvent {
+            event: "passkey_added",
+            user_id: Some(&user.id),
+            detail: Some(serde_json::json!({ "name": pending.name })),
+            ..Default::default()
+        })
+        .await?;
+    let factor = factor_label(locale, &pending.name);
+    notify(&state, &user, locale, Kind::FactorAdded, &factor).await?;
+    Ok(crate::web::done(
+        &state.pages,
+        locale,
+        "passkey.added",
+        None,
+    ))
 }
 
 pub async fn remove(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageForm(form): PageForm<PasskeyForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-            return Ok(signin_first(&state, locale));
-        };
-        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-            return Ok(refusal);
-        }
-        let Some(name) = state.db.delete_passkey(&user.id, &form.id).await? else {
-            let page = state
-                .pages
-                .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
-            return Ok(page.into_response());
-        };
-        state
-            .db
-            .audit(AuditEvent {
-                event: "passkey_removed",
-                user_id: Some(&user.id),
-                detail: Some(serde_json::json!({ "name": name })),
-                ..Default::default()
-            })
-            .await?;
-        let factor = factor_label(locale, &name);
-        notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
-        Ok(crate::web::done(
-            &state.pages,
-            locale,
-            "passkey.removed",
-            None,
-        ))
+    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
+        return Err(PageError::sign_in_first());
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+        return Ok(refusal);
+    }
+    let Some(name) = state.db.delete_passkey(&user.id, &form.id).await? else {
+        let page = state
+            .pages
+            .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
+        return Ok(page.into_response());
+    };
+    state
+        .db
+        .audit(AuditEvent {
+            event: "passkey_removed",
+            user_id: Some(&user.id),
+            detail: Some(serde_json::json!({ "name": name })),
+            ..Default::default()
+        })
+        .await?;
+    let factor = factor_label(locale, &name);
+    notify(&state, &user, locale, Kind::FactorRemoved, &factor).await?;
+    Ok(crate::web::done(
+        &state.pages,
+        locale,
+        "passkey.removed",
+        None,
+    ))
 }

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{csrf, owner, password_refused, signin_first};
+use super::{csrf, owner, password_refused};
 use crate::crypto::token_hash;
 use crate::domain::totp::{authenticator, recovery_codes, recovery_hash};
 use crate::mail::Kind;
@@ -17,8 +17,8 @@ use crate::services::credentials::notify;
 use crate::services::session::Current;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::PageError;
 use crate::web::form::PageForm;
-use crate::web::internal;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
 
@@ -40,127 +40,112 @@ pub async fn start(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageForm(form): PageForm<TotpForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-            return Ok(signin_first(&state, locale));
-        };
-        // A session alone must not be enough to swap in another authenticator.
-        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-            return Ok(refusal);
-        }
-        let secret = totp_rs::Secret::generate().to_base32();
-        state
-            .eph
-            .put(&pending_key(&c), &secret, Duration::from_secs(600))
-            .await?;
-        Ok(enrol_page(
-            &state,
-            &c,
-            locale,
-            &secret,
-            user.username.as_str(),
-            None,
-            StatusCode::OK,
-        ))
+    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
+        return Err(PageError::sign_in_first());
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    // A session alone must not be enough to swap in another authenticator.
+    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+        return Ok(refusal);
+    }
+    let secret = totp_rs::Secret::generate().to_base32();
+    state
+        .eph
+        .put(&pending_key(&c), &secret, Duration::from_secs(600))
+        .await?;
+    Ok(enrol_page(
+        &state,
+        &c,
+        locale,
+        &secret,
+        user.username.as_str(),
+        None,
+        StatusCode::OK,
+    ))
 }
 
 pub async fn confirm(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageForm(form): PageForm<TotpForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-            return Ok(signin_first(&state, locale));
-        };
-        let Some(secret) = state.eph.get(&pending_key(&c)).await? else {
-            return Ok(signin_first(&state, locale));
-        };
-        let totp = authenticator(
+    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
+        return Err(PageError::sign_in_first());
+    };
+    let Some(secret) = state.eph.get(&pending_key(&c)).await? else {
+        return Err(PageError::sign_in_first());
+    };
+    let totp = authenticator(
+        &secret,
+        user.username.as_str(),
+        &state.settings.branding.name,
+    )
+    .ok_or(Internal::Gone)?;
+    let Some(step) = totp.check_current(form.code.trim()) else {
+        let error = text(locale, "totp.wrong");
+        return Ok(enrol_page(
+            &state,
+            &c,
+            locale,
             &secret,
             user.username.as_str(),
-            &state.settings.branding.name,
-        )
-        .ok_or(Internal::Gone)?;
-        let Some(step) = totp.check_current(form.code.trim()) else {
-            let error = text(locale, "totp.wrong");
-            return Ok(enrol_page(
-                &state,
-                &c,
-                locale,
-                &secret,
-                user.username.as_str(),
-                Some(error),
-                StatusCode::BAD_REQUEST,
-            ));
-        };
-        let codes = recovery_codes();
-        let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
-        let sealed = state
-            .secrets
-            .seal(&format!("totp:{}", user.id), secret.as_bytes());
-        state
-            .db
-            .save_totp(&user.id, &sealed, step as i64, &hashes)
-            .await?;
-        state.eph.delete(&pending_key(&c)).await?;
-        state
-            .db
-            .audit(AuditEvent {
-                event: "totp_added",
-                user_id: Some(&user.id),
-                ..Default::default()
-            })
-            .await?;
-        notify(&state, &user, locale, Kind::FactorAdded, "TOTP").await?;
-        let html = state.pages.render(
-            "totp_enrol.html",
-            locale,
-            context! { recovery_codes => codes, signed_in_name => user.display_name() },
-        );
-        Ok(Page::ok(html).into_response())
+            Some(error),
+            StatusCode::BAD_REQUEST,
+        ));
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    let codes = recovery_codes();
+    let hashes: Vec<String> = codes.iter().map(|c| recovery_hash(c)).collect();
+    let sealed = state
+        .secrets
+        .seal(&format!("totp:{}", user.id), secret.as_bytes());
+    state
+        .db
+        .save_totp(&user.id, &sealed, step as i64, &hashes)
+        .await?;
+    state.eph.delete(&pending_key(&c)).await?;
+    state
+        .db
+        .audit(AuditEvent {
+            event: "totp_added",
+            user_id: Some(&user.id),
+            ..Default::default()
+        })
+        .await?;
+    notify(&state, &user, locale, Kind::FactorAdded, "TOTP").await?;
+    let html = state.pages.render(
+        "totp_enrol.html",
+        locale,
+        context! { recovery_codes => codes, signed_in_name => user.display_name() },
+    );
+    Ok(Page::ok(html).into_response())
 }
 
 pub async fn remove(
     State(state): State<AppState>,
     headers: HeaderMap,
     PageForm(form): PageForm<TotpForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-            return Ok(signin_first(&state, locale));
-        };
-        if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-            return Ok(refusal);
-        }
-        if state.db.delete_totp(&user.id).await? {
-            state
-                .db
-                .audit(AuditEvent {
-                    event: "totp_removed",
-                    user_id: Some(&user.id),
-                    ..Default::default()
-                })
-                .await?;
-            notify(&state, &user, locale, Kind::FactorRemoved, "TOTP").await?;
-        }
-        Ok(crate::web::done(&state.pages, locale, "totp.removed", None))
+    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
+        return Err(PageError::sign_in_first());
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
+        return Ok(refusal);
+    }
+    if state.db.delete_totp(&user.id).await? {
+        state
+            .db
+            .audit(AuditEvent {
+                event: "totp_removed",
+                user_id: Some(&user.id),
+                ..Default::default()
+            })
+            .await?;
+        notify(&state, &user, locale, Kind::FactorRemoved, "TOTP").await?;
+    }
+    Ok(crate::web::done(&state.pages, locale, "totp.removed", None))
 }
 
 fn enrol_page(

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::web::PageError;
 use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -22,9 +23,9 @@ use crate::services::credentials::messages;
 use crate::services::throttle::{CAPTCHA_PER_ADDRESS, FORGOT_PER_ADDRESS, Gate};
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::done;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
-use crate::web::{done, internal};
 
 #[derive(Deserialize, Default)]
 pub struct CaptchaChoice {
@@ -74,23 +75,18 @@ pub async fn show(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(choice): Query<CaptchaChoice>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
     let text_captcha = choice.captcha.as_deref() == Some("text");
-    let result = async {
-        // Each page draws a captcha and keeps it with a form token: counted per address.
-        let address = state.client_ip(&peer, &headers);
-        if let Gate::Wait(s) = state
-            .address_attempt("captcha", &address, CAPTCHA_PER_ADDRESS)
-            .await?
-        {
-            return Ok(state.pages.busy_page(locale, s));
-        }
-        forgot_page(&state, locale, "", None, text_captcha, StatusCode::OK).await
-    };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    // Each page draws a captcha and keeps it with a form token: counted per address.
+    let address = state.client_ip(&peer, &headers);
+    if let Gate::Wait(s) = state
+        .address_attempt("captcha", &address, CAPTCHA_PER_ADDRESS)
+        .await?
+    {
+        return Ok(state.pages.busy_page(locale, s));
+    }
+    forgot_page(&state, locale, "", None, text_captcha, StatusCode::OK).await
 }
 
 pub async fn submit(
@@ -98,72 +94,67 @@ pub async fn submit(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     PageForm(form): PageForm<ForgotForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let address = state.client_ip(&peer, &headers);
-        // Every request counts, before anything is checked or sent.
-        if let Gate::Wait(s) = state
-            .address_attempt("forgot", &address, FORGOT_PER_ADDRESS)
-            .await?
-        {
-            // No new form, no captcha: a refused request writes and draws nothing.
-            return Ok(state.pages.busy_page(locale, s));
-        }
-        if !state.spend_form_token(&form.csrf_token).await? {
-            return forgot_page(
-                &state,
-                locale,
-                &form.username,
-                Some(text(locale, "login.csrf")),
-                false,
-                StatusCode::FORBIDDEN,
-            )
-            .await;
-        }
-        if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
-            let msg = text(locale, "captcha.wrong");
-            return forgot_page(
-                &state,
-                locale,
-                &form.username,
-                Some(msg),
-                false,
-                StatusCode::BAD_REQUEST,
-            )
-            .await;
-        }
-        let user = match Username::parse(&form.username) {
-            Ok(u) => state.db.user_by_username(&u).await?.filter(|u| !u.disabled),
-            Err(_) => None,
-        };
-        // The same writes before answering whether the account exists or not, and the mail
-        // and audit rows after: the answer's timing tells nothing either.
-        let masked = match &user {
-            Some(u) => state
-                .settings
-                .password
-                .reset_shows_masked_email
-                .then(|| mask(u.email.as_str())),
-            None => None,
-        };
-        let link = issue_link(&state, user.as_ref()).await?;
-        let (state2, address) = (state.clone(), address.clone());
-        tokio::spawn(async move {
-            if let Err(e) = mail_link(&state2, user.as_ref(), link, locale, &address).await {
-                tracing::error!(error = %e, "password reset mail failed");
-            }
-        });
-        let html = state.pages.render(
-            "forgot_sent.html",
+    let address = state.client_ip(&peer, &headers);
+    // Every request counts, before anything is checked or sent.
+    if let Gate::Wait(s) = state
+        .address_attempt("forgot", &address, FORGOT_PER_ADDRESS)
+        .await?
+    {
+        // No new form, no captcha: a refused request writes and draws nothing.
+        return Ok(state.pages.busy_page(locale, s));
+    }
+    if !state.spend_form_token(&form.csrf_token).await? {
+        return forgot_page(
+            &state,
             locale,
-            context! { masked_email => masked },
-        );
-        Ok(Page::ok(html).into_response())
+            &form.username,
+            Some(text(locale, "login.csrf")),
+            false,
+            StatusCode::FORBIDDEN,
+        )
+        .await;
+    }
+    if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
+        let msg = text(locale, "captcha.wrong");
+        return forgot_page(
+            &state,
+            locale,
+            &form.username,
+            Some(msg),
+            false,
+            StatusCode::BAD_REQUEST,
+        )
+        .await;
+    }
+    let user = match Username::parse(&form.username) {
+        Ok(u) => state.db.user_by_username(&u).await?.filter(|u| !u.disabled),
+        Err(_) => None,
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    // The same writes before answering whether the account exists or not, and the mail
+    // and audit rows after: the answer's timing tells nothing either.
+    let masked = match &user {
+        Some(u) => state
+            .settings
+            .password
+            .reset_shows_masked_email
+            .then(|| mask(u.email.as_str())),
+        None => None,
+    };
+    let link = issue_link(&state, user.as_ref()).await?;
+    let (state2, address) = (state.clone(), address.clone());
+    tokio::spawn(async move {
+        if let Err(e) = mail_link(&state2, user.as_ref(), link, locale, &address).await {
+            tracing::error!(error = %e, "password reset mail failed");
+        }
+    });
+    let html = state.pages.render(
+        "forgot_sent.html",
+        locale,
+        context! { masked_email => masked },
+    );
+    Ok(Page::ok(html).into_response())
 }
 
 /// Stores a new single-use link for `user` (and voids the older ones); for no account, the
@@ -269,17 +260,12 @@ pub async fn show_reset(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(token): Path<String>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        if live_grant(&state, &token).await?.is_none() {
-            return Ok(invalid(&state, locale));
-        }
-        reset_page(&state, locale, &token, "", Vec::new()).await
-    };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    if live_grant(&state, &token).await?.is_none() {
+        return Ok(invalid(&state, locale));
+    }
+    Ok(reset_page(&state, locale, &token, "", Vec::new()).await?)
 }
 
 pub async fn reset(
@@ -287,68 +273,63 @@ pub async fn reset(
     headers: HeaderMap,
     Path(token): Path<String>,
     PageForm(form): PageForm<ResetForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        // The link first (read only): a post to no live link writes nothing, not even a
-        // new form.
-        let Some((grant, user)) = live_grant(&state, &token).await? else {
-            return Ok(invalid(&state, locale));
-        };
-        if !state.spend_form_token(&form.csrf_token).await? {
-            return reset_page(
-                &state,
-                locale,
-                &token,
-                &form.username,
-                vec![text(locale, "login.csrf")],
-            )
-            .await;
-        }
-        if Username::parse(&form.username).ok().as_ref() != Some(&user.username) {
-            return reset_page(
-                &state,
-                locale,
-                &token,
-                &form.username,
-                vec![text(locale, "reset.wrong_username")],
-            )
-            .await;
-        }
-        // Spend the link first: of two submissions racing, only one changes the password.
-        if state.eph.take(&reset_key(&token)).await?.is_none() {
-            return Ok(invalid(&state, locale));
-        }
-        match state
-            .set_password(
-                &user,
-                &form.new_password,
-                &form.new_password_confirm,
-                "password_reset",
-                locale,
-            )
-            .await?
-        {
-            Ok(()) => {
-                state.eph.delete(&latest_reset_key(&user.id)).await?;
-                state.end_all_sessions(&user.id).await?;
-                state.account_cleared(user.username.as_str()).await?;
-                Ok(done(&state.pages, locale, "reset.done", None))
-            }
-            Err(v) => {
-                // The link stays usable for a corrected attempt, until its own expiry.
-                let left = (grant.expires_at - state.now()).max(1) as u64;
-                state
-                    .eph
-                    .put_json(&reset_key(&token), &grant, Duration::from_secs(left))
-                    .await?;
-                reset_page(&state, locale, &token, &form.username, messages(locale, &v)).await
-            }
-        }
+    // The link first (read only): a post to no live link writes nothing, not even a
+    // new form.
+    let Some((grant, user)) = live_grant(&state, &token).await? else {
+        return Ok(invalid(&state, locale));
     };
-    result
-        .await
-        .unwrap_or_else(|e: Internal| internal(&state.pages, locale, e))
+    if !state.spend_form_token(&form.csrf_token).await? {
+        return reset_page(
+            &state,
+            locale,
+            &token,
+            &form.username,
+            vec![text(locale, "login.csrf")],
+        )
+        .await;
+    }
+    if Username::parse(&form.username).ok().as_ref() != Some(&user.username) {
+        return reset_page(
+            &state,
+            locale,
+            &token,
+            &form.username,
+            vec![text(locale, "reset.wrong_username")],
+        )
+        .await;
+    }
+    // Spend the link first: of two submissions racing, only one changes the password.
+    if state.eph.take(&reset_key(&token)).await?.is_none() {
+        return Ok(invalid(&state, locale));
+    }
+    match state
+        .set_password(
+            &user,
+            &form.new_password,
+            &form.new_password_confirm,
+            "password_reset",
+            locale,
+        )
+        .await?
+    {
+        Ok(()) => {
+            state.eph.delete(&latest_reset_key(&user.id)).await?;
+            state.end_all_sessions(&user.id).await?;
+            state.account_cleared(user.username.as_str()).await?;
+            Ok(done(&state.pages, locale, "reset.done", None))
+        }
+        Err(v) => {
+            // The link stays usable for a corrected attempt, until its own expiry.
+            let left = (grant.expires_at - state.now()).max(1) as u64;
+            state
+                .eph
+                .put_json(&reset_key(&token), &grant, Duration::from_secs(left))
+                .await?;
+            Ok(reset_page(&state, locale, &token, &form.username, messages(locale, &v)).await?)
+        }
+    }
 }
 
 fn invalid(state: &AppState, locale: Locale) -> Response {
@@ -365,7 +346,7 @@ async fn forgot_page(
     error: Option<String>,
     text_captcha: bool,
     status: StatusCode,
-) -> Result<Response, Internal> {
+) -> Result<Response, PageError> {
     let captcha = state.new_captcha(locale, text_captcha).await?;
     let html = state.pages.render(
         "forgot.html",
@@ -386,7 +367,7 @@ async fn reset_page(
     token: &str,
     username: &str,
     errors: Vec<String>,
-) -> Result<Response, Internal> {
+) -> Result<Response, PageError> {
     let status = if errors.is_empty() {
         StatusCode::OK
     } else {

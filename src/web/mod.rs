@@ -1,10 +1,13 @@
 //! What the browser sees: templates, locales, cookies, security headers, error pages.
 
 pub mod cookies;
+pub mod failure;
 pub mod form;
 pub mod headers;
 pub mod locale;
 pub mod templates;
+
+pub use failure::PageError;
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
