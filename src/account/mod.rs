@@ -90,7 +90,7 @@ pub async fn change_password(
         Recheck::Wait(s) => Some(text_n(locale, "throttle.wait", s as i64)),
     };
     if let Some(m) = message {
-        return Ok(page(&state, &current, locale, vec![m]).await?);
+        return page(&state, &current, locale, vec![m]).await;
     }
     match state
         .set_password(

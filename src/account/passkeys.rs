@@ -86,7 +86,7 @@ pub async fn start(
     }
     let existing = state.passkeys_of(&user.id).await?;
     if existing.len() >= MAX_PASSKEYS {
-        return Ok(page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await?);
+        return page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await;
     }
     let handle = user_handle(&user.id).ok_or(Internal::Gone)?;
     let exclude = existing.iter().map(|k| k.cred_id().clone()).collect();
@@ -137,20 +137,20 @@ pub async fn finish(
     let refused =
         || async { page(&state, &c, locale, vec![text(locale, "passkey.refused")]).await };
     let Some(pending) = state.eph.take_json::<Pending>(&pending_key(&c)).await? else {
-        return Ok(refused().await?);
+        return refused().await;
     };
     let answer = match serde_json::from_str::<RegisterPublicKeyCredential>(&form.credential) {
         Ok(a) => a,
         Err(e) => {
             tracing::info!(error = %e, "passkey registration: unreadable answer");
-            return Ok(refused().await?);
+            return refused().await;
         }
     };
     let passkey = match rp.finish_passkey_registration(&answer, &pending.state) {
         Ok(p) => p,
         Err(e) => {
             tracing::info!(error = %e, "passkey registration refused");
-            return Ok(refused().await?);
+            return refused().await;
         }
     };
     let stored = serde_json::to_string(&passkey).map_err(Internal::json)?;
@@ -164,7 +164,7 @@ pub async fn finish(
         )
         .await?;
     if !added {
-        return Ok(refused().await?);
+        return refused().await;
     }
     state
         .db

@@ -265,7 +265,7 @@ pub async fn show_reset(
     if live_grant(&state, &token).await?.is_none() {
         return Ok(invalid(&state, locale));
     }
-    Ok(reset_page(&state, locale, &token, "", Vec::new()).await?)
+    reset_page(&state, locale, &token, "", Vec::new()).await
 }
 
 pub async fn reset(
