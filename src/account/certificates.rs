@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 
-use super::{owner, password_refused};
+use super::owner_with_password;
 use crate::mail::Kind;
 use crate::services::credentials::notify;
 use crate::state::AppState;
@@ -32,12 +32,8 @@ pub async fn remove(
     PageForm(form): PageForm<RemoveForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-        return Err(PageError::sign_in_first());
-    };
-    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-        return Ok(refusal);
-    }
+    let (_, user) =
+        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
     if !state
         .db
         .unbind_certificate(&user.id, &form.national_id)

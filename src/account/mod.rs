@@ -177,20 +177,34 @@ pub(crate) async fn owner(
     state: &AppState,
     headers: &HeaderMap,
     csrf_token: &str,
-) -> Result<Option<(Current, crate::domain::user::User)>, Internal> {
-    let Some(c) = state
+) -> Result<(Current, crate::domain::user::User), PageError> {
+    let c = state
         .current_session(headers)
         .await?
         .filter(|c| ct_eq(csrf_token.as_bytes(), csrf(c).as_bytes()))
-    else {
-        return Ok(None);
-    };
+        .ok_or_else(PageError::sign_in_first)?;
     let user = state
         .db
         .user_by_id(&c.session.user_id)
         .await?
         .ok_or(Internal::Gone)?;
-    Ok(Some((c, user)))
+    Ok((c, user))
+}
+
+/// The owner posting one of the forms that add or remove a sign-in means, who typed the
+/// account's password again: a session alone must not be enough to swap in another factor.
+pub(crate) async fn owner_with_password(
+    state: &AppState,
+    headers: &HeaderMap,
+    csrf_token: &str,
+    password: &str,
+    locale: Locale,
+) -> Result<(Current, crate::domain::user::User), PageError> {
+    let (c, user) = owner(state, headers, csrf_token).await?;
+    if let Some(refusal) = password_refused(state, &c, &user, password, locale).await? {
+        return Err(PageError::Shown(refusal));
+    }
+    Ok((c, user))
 }
 
 /// Checks the account's password, throttled like every other password check.

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::{csrf, owner, page, password_refused};
+use super::{csrf, owner, owner_with_password, page};
 use crate::crypto::token_hash;
 use crate::domain::passkey::{credential_key, user_handle};
 use crate::mail::Kind;
@@ -75,15 +75,12 @@ pub async fn start(
     PageForm(form): PageForm<PasskeyForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let (Some(rp), Some((c, user))) = (
-        &state.webauthn,
-        owner(&state, &headers, &form.csrf_token).await?,
-    ) else {
-        return Err(PageError::sign_in_first());
-    };
-    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-        return Ok(refusal);
-    }
+    let rp = state
+        .webauthn
+        .as_ref()
+        .ok_or_else(PageError::sign_in_first)?;
+    let (c, user) =
+        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
     let existing = state.passkeys_of(&user.id).await?;
     if existing.len() >= MAX_PASSKEYS {
         return page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await;
@@ -128,12 +125,11 @@ pub async fn finish(
     PageForm(form): PageForm<PasskeyForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let (Some(rp), Some((c, user))) = (
-        &state.webauthn,
-        owner(&state, &headers, &form.csrf_token).await?,
-    ) else {
-        return Err(PageError::sign_in_first());
-    };
+    let rp = state
+        .webauthn
+        .as_ref()
+        .ok_or_else(PageError::sign_in_first)?;
+    let (c, user) = owner(&state, &headers, &form.csrf_token).await?;
     let refused =
         || async { page(&state, &c, locale, vec![text(locale, "passkey.refused")]).await };
     let Some(pending) = state.eph.take_json::<Pending>(&pending_key(&c)).await? else {
@@ -191,12 +187,8 @@ pub async fn remove(
     PageForm(form): PageForm<PasskeyForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-        return Err(PageError::sign_in_first());
-    };
-    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-        return Ok(refusal);
-    }
+    let (_, user) =
+        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
     let Some(name) = state.db.delete_passkey(&user.id, &form.id).await? else {
         let page = state
             .pages

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{csrf, owner, password_refused};
+use super::{csrf, owner, owner_with_password};
 use crate::crypto::token_hash;
 use crate::domain::totp::{authenticator, recovery_codes, recovery_hash};
 use crate::mail::Kind;
@@ -42,13 +42,8 @@ pub async fn start(
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-        return Err(PageError::sign_in_first());
-    };
-    // A session alone must not be enough to swap in another authenticator.
-    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-        return Ok(refusal);
-    }
+    let (c, user) =
+        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
     let secret = totp_rs::Secret::generate().to_base32();
     state
         .eph
@@ -71,9 +66,7 @@ pub async fn confirm(
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-        return Err(PageError::sign_in_first());
-    };
+    let (c, user) = owner(&state, &headers, &form.csrf_token).await?;
     let Some(secret) = state.eph.get(&pending_key(&c)).await? else {
         return Err(PageError::sign_in_first());
     };
@@ -128,12 +121,8 @@ pub async fn remove(
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let Some((c, user)) = owner(&state, &headers, &form.csrf_token).await? else {
-        return Err(PageError::sign_in_first());
-    };
-    if let Some(refusal) = password_refused(&state, &c, &user, &form.password, locale).await? {
-        return Ok(refusal);
-    }
+    let (_, user) =
+        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
     if state.db.delete_totp(&user.id).await? {
         state
             .db

@@ -13,13 +13,14 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
-use super::{Halt, Proof, finish_login, load};
+use super::{Proof, finish_login, load};
 use crate::crypto::{random_token, token_hash};
 use crate::services::grant::interaction_key;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::tls::PeerChain;
 use crate::web::Locale;
+use crate::web::PageError;
 use crate::web::see_other;
 use rustls_pki_types::CertificateDer;
 
@@ -52,6 +53,10 @@ pub fn mtls_router(state: AppState) -> Router {
         .route("/certificate/{uid}", get(on_mtls))
         // Its error pages (no card, card refused) are styled like every other page.
         .route("/static/sesame.css", get(crate::web::css))
+        .layer(axum::middleware::from_fn_with_state(
+            state.pages.clone(),
+            crate::web::failure::render_failed_pages,
+        ))
         .layer(axum::middleware::from_fn(
             crate::web::headers::security_headers,
         ))
@@ -102,8 +107,8 @@ async fn check(
     // A card is worth presenting only for a request that is waiting for one (either path).
     match state.eph.get(&interaction_key(uid)).await {
         Ok(Some(_)) => {}
-        Ok(None) => return Halt::Expired.respond(state, locale),
-        Err(e) => return Halt::Internal(e.into()).respond(state, locale),
+        Ok(None) => return PageError::expired().in_locale(locale).into_response(),
+        Err(e) => return PageError::from(e).into_response(),
     }
     if chain.is_empty() {
         return refuse("cert.none");
@@ -158,7 +163,7 @@ async fn check(
     };
     result
         .await
-        .unwrap_or_else(|e| Halt::Internal(e).respond(state, locale))
+        .unwrap_or_else(|e| PageError::from(e).into_response())
 }
 
 #[derive(Deserialize)]
@@ -240,9 +245,9 @@ pub async fn back(
             .eph
             .take_json(&grant_key(&q.token))
             .await?
-            .ok_or(Halt::Expired)?;
+            .ok_or_else(PageError::expired)?;
         if grant.uid != uid {
-            return Err(Halt::Expired);
+            return Err(PageError::expired());
         }
         let Some(user_id) = grant.user_id else {
             i.pending_binding = Some(grant.national_id);
@@ -252,7 +257,7 @@ pub async fn back(
             return Ok(see_other(&format!("/interaction/{uid}")));
         };
         if !state.user_active(&user_id).await? {
-            return Err(Halt::Expired);
+            return Err(PageError::expired());
         }
         state
             .db
@@ -274,5 +279,5 @@ pub async fn back(
     };
     result
         .await
-        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
 }

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use crate::web::PageError;
 use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -11,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
 use serde::Deserialize;
 
-use super::{Halt, load, load_posted, pending_account};
+use super::{load, load_posted, pending_account};
 use crate::services::credentials::messages;
 use crate::services::grant::{Interaction, interaction_key};
 use crate::services::throttle::Recheck;
@@ -51,8 +52,12 @@ pub async fn show(
     let locale = Locale::negotiate(None, &headers);
     let result = async {
         let (i, _) = load(&state, &headers, &uid).await?;
-        let user_id = i.must_change.clone().ok_or(Halt::Expired)?;
-        let user = state.db.user_by_id(&user_id).await?.ok_or(Halt::Expired)?;
+        let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
+        let user = state
+            .db
+            .user_by_id(&user_id)
+            .await?
+            .ok_or_else(PageError::expired)?;
         let text_captcha = choice.captcha.as_deref() == Some("text");
         form_page(
             &state,
@@ -63,9 +68,11 @@ pub async fn show(
             text_captcha,
         )
         .await
-        .map_err(Halt::from)
+        .map_err(PageError::from)
     };
-    result.await.unwrap_or_else(|h| h.respond(&state, locale))
+    result
+        .await
+        .unwrap_or_else(|h| h.in_locale(locale).into_response())
 }
 
 pub async fn submit(
@@ -78,7 +85,7 @@ pub async fn submit(
     let locale = Locale::negotiate(None, &headers);
     let result = async {
         let (mut i, _) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-        let user_id = i.must_change.clone().ok_or(Halt::Expired)?;
+        let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
         let user = pending_account(&state, &user_id).await?;
         let l = i.locale;
         let retry = |errors: Vec<String>| {
@@ -163,7 +170,7 @@ pub async fn submit(
     };
     result
         .await
-        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
 }
 
 async fn form_page(

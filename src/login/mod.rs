@@ -7,6 +7,7 @@ pub mod forgot;
 pub mod passkey;
 pub mod totp;
 
+use crate::web::PageError;
 use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
@@ -27,48 +28,19 @@ use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
 use std::net::SocketAddr;
 
-/// Why an interaction page cannot go on.
-pub(crate) enum Halt {
-    Expired,
-    Internal(Internal),
-}
-
-impl<E: Into<Internal>> From<E> for Halt {
-    fn from(e: E) -> Self {
-        Halt::Internal(e.into())
-    }
-}
-
-impl Halt {
-    pub(crate) fn respond(self, state: &AppState, locale: Locale) -> Response {
-        match self {
-            Halt::Expired => {
-                state
-                    .pages
-                    .error_page(locale, "error.interaction_expired", StatusCode::BAD_REQUEST)
-            }
-            Halt::Internal(e) => {
-                let (key, status) = crate::web::page_error(&e, "sign-in page failed");
-                state.pages.error_page(locale, key, status)
-            }
-        }
-        .into_response()
-    }
-}
-
 /// The interaction `uid`, if it exists and belongs to this browser.
 pub(crate) async fn load(
     state: &AppState,
     headers: &HeaderMap,
     uid: &str,
-) -> Result<(Interaction, Client), Halt> {
+) -> Result<(Interaction, Client), PageError> {
     let mut interaction: Interaction = state
         .eph
         .get_json(&interaction_key(uid))
         .await?
-        .ok_or(Halt::Expired)?;
+        .ok_or_else(PageError::expired)?;
     if !same_browser(state, headers, &interaction) {
-        return Err(Halt::Expired);
+        return Err(PageError::expired());
     }
     // The session this browser has now (another tab may have signed in since the request
     // was parked) is the one a sign-in here replaces.
@@ -76,7 +48,7 @@ pub(crate) async fn load(
     let client = state
         .client(&interaction.request.client_id)
         .await?
-        .ok_or(Halt::Expired)?;
+        .ok_or_else(PageError::expired)?;
     Ok((interaction, client))
 }
 
@@ -86,10 +58,10 @@ pub(crate) async fn load_posted(
     headers: &HeaderMap,
     uid: &str,
     csrf_token: &str,
-) -> Result<(Interaction, Client), Halt> {
+) -> Result<(Interaction, Client), PageError> {
     let (i, client) = load(state, headers, uid).await?;
     if !ct_eq(csrf_token.as_bytes(), i.csrf.as_bytes()) {
-        return Err(Halt::Expired);
+        return Err(PageError::expired());
     }
     Ok((i, client))
 }
@@ -99,13 +71,13 @@ pub(crate) async fn load_posted(
 pub(crate) async fn pending_account(
     state: &AppState,
     user_id: &str,
-) -> Result<crate::domain::user::User, Halt> {
+) -> Result<crate::domain::user::User, PageError> {
     state
         .db
         .user_by_id(user_id)
         .await?
         .filter(|u| !u.disabled)
-        .ok_or(Halt::Expired)
+        .ok_or_else(PageError::expired)
 }
 
 #[derive(Deserialize)]
@@ -135,13 +107,13 @@ pub async fn interaction(
     match load(&state, &headers, &uid).await {
         Ok((i, client)) if i.user_id.is_some() => resume(&state, &headers, &uid, i, &client)
             .await
-            .unwrap_or_else(|h| h.respond(&state, locale)),
+            .unwrap_or_else(|h| h.in_locale(locale).into_response()),
         Ok((i, _)) if i.must_change.is_some() => see_other(&format!("/interaction/{uid}/password")),
         Ok((i, client)) => {
             let username = i.request.login_hint.clone().unwrap_or_default();
             login_page_text(&state, &uid, &i, &client, &username, None).into_response()
         }
-        Err(h) => h.respond(&state, locale),
+        Err(h) => h.in_locale(locale).into_response(),
     }
 }
 
@@ -152,12 +124,12 @@ async fn resume(
     uid: &str,
     i: Interaction,
     client: &Client,
-) -> Result<Response, Halt> {
+) -> Result<Response, PageError> {
     let mut current = state
         .current_session(headers)
         .await?
         .filter(|c| Some(&c.session.user_id) == i.user_id.as_ref())
-        .ok_or(Halt::Expired)?;
+        .ok_or_else(PageError::expired)?;
     if state
         .needs_consent(client, &current.session.user_id, &i.request)
         .await?
@@ -166,7 +138,7 @@ async fn resume(
     }
     // Taken, not deleted: of two concurrent resumes, one gets a code.
     if state.eph.take(&interaction_key(uid)).await?.is_none() {
-        return Err(Halt::Expired);
+        return Err(PageError::expired());
     }
     Ok(see_other(
         &state.issue_code(&i.request, &mut current).await?,
@@ -194,7 +166,7 @@ pub async fn password_login(
     let locale = Locale::negotiate(None, &headers);
     let (mut interaction, client) = match load(&state, &headers, &uid).await {
         Ok(x) => x,
-        Err(h) => return h.respond(&state, locale),
+        Err(h) => return h.in_locale(locale).into_response(),
     };
     let page = |i: &Interaction, error: String, status: StatusCode| {
         login_page_text(&state, &uid, i, &client, &form.username, Some(error))
@@ -232,7 +204,7 @@ pub async fn password_login(
                     )
                     .await
                 }
-                Err(e) => Halt::Internal(e).respond(&state, l),
+                Err(e) => PageError::from(e).into_response(),
             }
         }
         Ok(SignIn::MustChange(user_id, epoch)) => {
@@ -246,7 +218,7 @@ pub async fn password_login(
                 .await
             {
                 Ok(()) => see_other(&format!("/interaction/{uid}/password")),
-                Err(e) => Halt::Internal(e.into()).respond(&state, l),
+                Err(e) => PageError::from(e).into_response(),
             }
         }
         Ok(SignIn::Failed) => page(
@@ -259,7 +231,7 @@ pub async fn password_login(
             text_n(l, "throttle.wait", s as i64),
             StatusCode::TOO_MANY_REQUESTS,
         ),
-        Err(e) => Halt::Internal(e).respond(&state, l),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 
@@ -444,7 +416,7 @@ pub(crate) async fn finish_login(
     };
     result
         .await
-        .unwrap_or_else(|e| Halt::Internal(e).respond(state, locale))
+        .unwrap_or_else(|e| PageError::from(e).into_response())
 }
 
 pub async fn consent(
@@ -456,12 +428,12 @@ pub async fn consent(
     let locale = Locale::negotiate(None, &headers);
     let (interaction, client) = match load(&state, &headers, &uid).await {
         Ok(x) => x,
-        Err(h) => return h.respond(&state, locale),
+        Err(h) => return h.in_locale(locale).into_response(),
     };
     if !ct_eq(form.csrf_token.as_bytes(), interaction.csrf.as_bytes())
         || interaction.user_id.is_none()
     {
-        return Halt::Expired.respond(&state, locale);
+        return PageError::expired().in_locale(locale).into_response();
     }
     if form.decision != "allow" {
         return deny(&state, &uid, &interaction).await;
@@ -473,7 +445,7 @@ pub async fn consent(
             .await?
             .filter(|c| Some(&c.session.user_id) == interaction.user_id.as_ref())
         else {
-            return Err(Halt::Expired);
+            return Err(PageError::expired());
         };
         state
             .db
@@ -502,7 +474,7 @@ pub async fn consent(
     };
     result
         .await
-        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
 }
 
 pub async fn cancel(
@@ -516,8 +488,8 @@ pub async fn cancel(
         Ok((i, _)) if ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) => {
             deny(&state, &uid, &i).await
         }
-        Ok(_) => Halt::Expired.respond(&state, locale),
-        Err(h) => h.respond(&state, locale),
+        Ok(_) => PageError::expired().in_locale(locale).into_response(),
+        Err(h) => h.in_locale(locale).into_response(),
     }
 }
 
@@ -536,14 +508,14 @@ async fn ask_second_factor(
         .await
     {
         Ok(()) => see_other(&format!("/interaction/{uid}/totp")),
-        Err(e) => Halt::Internal(e.into()).respond(state, interaction.locale),
+        Err(e) => PageError::from(e).into_response(),
     }
 }
 
 /// The portal needs two factors and the account has only a password.
 pub(crate) async fn deny_weak(state: &AppState, uid: &str, interaction: &Interaction) -> Response {
     if let Err(e) = state.eph.delete(&interaction_key(uid)).await {
-        return Halt::Internal(e.into()).respond(state, interaction.locale);
+        return PageError::from(e).into_response();
     }
     let r = &interaction.request;
     see_other(&redirect_with(
@@ -563,7 +535,7 @@ pub(crate) async fn deny_weak(state: &AppState, uid: &str, interaction: &Interac
 /// The user said no: `access_denied` back to the portal.
 async fn deny(state: &AppState, uid: &str, interaction: &Interaction) -> Response {
     if let Err(e) = state.eph.delete(&interaction_key(uid)).await {
-        return Halt::Internal(e.into()).respond(state, interaction.locale);
+        return PageError::from(e).into_response();
     }
     let r = &interaction.request;
     see_other(&redirect_with(

@@ -15,12 +15,13 @@ use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyAuthentication, PublicKeyCredential,
 };
 
-use super::{Halt, Proof, finish_login, load, load_posted};
+use super::{Proof, finish_login, load, load_posted};
 use crate::crypto::ct_eq;
 use crate::domain::passkey::{credential_key, user_handle};
 use crate::services::grant::Interaction;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
@@ -220,7 +221,7 @@ pub async fn show(
     };
     result
         .await
-        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
 }
 
 /// The browser's answer, passwordless or as the second factor after the password.
@@ -270,7 +271,7 @@ pub async fn submit(
     };
     result
         .await
-        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
 }
 
 async fn page(
@@ -279,7 +280,7 @@ async fn page(
     i: &Interaction,
     error: Option<String>,
     status: StatusCode,
-) -> Result<Response, Halt> {
+) -> Result<Response, PageError> {
     let Some(options) = state.passkey_challenge(uid, None).await? else {
         return Ok(state
             .pages

@@ -10,12 +10,13 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{Halt, Proof, finish_login, load, load_posted, pending_account};
+use super::{Proof, finish_login, load, load_posted, pending_account};
 use crate::domain::totp::{authenticator, recovery_hash};
 use crate::services::grant::Interaction;
 use crate::services::throttle::Gate;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::templates::{text, text_n};
 use crate::web::{Locale, Page};
@@ -71,13 +72,13 @@ pub async fn show(
     let result = async {
         let (i, _) = load(&state, &headers, &uid).await?;
         if i.second_factor.is_none() {
-            return Err(Halt::Expired);
+            return Err(PageError::expired());
         }
         Ok(page(&state, &uid, &i, None, StatusCode::OK).await?)
     };
     result
         .await
-        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
 }
 
 pub async fn submit(
@@ -90,7 +91,7 @@ pub async fn submit(
     let locale = Locale::negotiate(None, &headers);
     let result = async {
         let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-        let user_id = i.second_factor.clone().ok_or(Halt::Expired)?;
+        let user_id = i.second_factor.clone().ok_or_else(PageError::expired)?;
         let user = pending_account(&state, &user_id).await?;
         let identifier = user.username.to_string();
         let l = i.locale;
@@ -132,7 +133,7 @@ pub async fn submit(
     };
     result
         .await
-        .unwrap_or_else(|h: Halt| h.respond(&state, locale))
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
 }
 
 /// The second-factor page: the user's passkeys (a fresh challenge) and/or the code form.

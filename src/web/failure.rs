@@ -19,8 +19,10 @@ pub enum PageError {
         /// The language of the flow when it is not the browser's (a request's `ui_locales`).
         locale: Option<Locale>,
     },
-    /// Ours (a store, the key ring…), or a value the database refused: see [`page_error`].
+    /// Ours (a store, the key ring…), or a value the database refused: see [`super::page_error`].
     Failed(Box<dyn std::error::Error + Send + Sync>),
+    /// A page already rendered for this refusal (the form again, with its message).
+    Shown(Response),
 }
 
 impl PageError {
@@ -80,6 +82,7 @@ impl IntoResponse for PageError {
                 let (key, status) = super::page_error(&*e, "page failed");
                 (key, status, None)
             }
+            PageError::Shown(res) => return res,
         };
         let mut res = status.into_response();
         res.extensions_mut().insert(FailedPage { key, locale });
