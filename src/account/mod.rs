@@ -6,12 +6,11 @@ pub mod totp;
 
 use crate::web::PageError;
 use crate::web::done;
-use crate::web::form::PageForm;
+use crate::web::form::{PageForm, PasswordChange};
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
-use serde::Deserialize;
 use std::net::SocketAddr;
 
 use crate::crypto::{b64url, ct_eq, sha256};
@@ -20,20 +19,6 @@ use crate::services::throttle::Recheck;
 use crate::state::{AppState, Internal};
 use crate::web::templates::text_n;
 use crate::web::{Locale, Page};
-
-#[derive(Deserialize)]
-pub struct ChangeForm {
-    #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    old_password: String,
-    #[serde(default)]
-    new_password: String,
-    #[serde(default)]
-    new_password_confirm: String,
-}
 
 pub(crate) fn csrf(c: &Current) -> String {
     b64url(sha256(format!("account:{}", c.key)))
@@ -55,7 +40,7 @@ pub async fn change_password(
     State(state): State<AppState>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    PageForm(form): PageForm<ChangeForm>,
+    PageForm(form): PageForm<PasswordChange>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
     let Some(current) = state.current_session(&headers).await? else {

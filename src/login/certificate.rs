@@ -237,47 +237,40 @@ pub async fn back(
     headers: HeaderMap,
     Path(uid): Path<String>,
     Query(q): Query<Back>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (mut i, client) = load(&state, &headers, &uid).await?;
-        let grant: CertGrant = state
-            .eph
-            .take_json(&grant_key(&q.token))
-            .await?
-            .ok_or_else(PageError::expired)?;
-        if grant.uid != uid {
-            return Err(PageError::expired());
-        }
-        let Some(user_id) = grant.user_id else {
-            i.pending_binding = Some(grant.national_id);
-            let ttl =
-                std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
-            state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
-            return Ok(see_other(&format!("/interaction/{uid}")));
-        };
-        if !state.user_active(&user_id).await? {
-            return Err(PageError::expired());
-        }
-        state
-            .db
-            .audit(AuditEvent {
-                event: "login_ok_certificate",
-                user_id: Some(&user_id),
-                ..Default::default()
-            })
-            .await?;
-        Ok(finish_login(
-            &state,
-            &uid,
-            i,
-            &client,
-            &user_id,
-            Proof::certificate(&state),
-        )
-        .await)
+) -> Result<Response, PageError> {
+    let (mut i, client) = load(&state, &headers, &uid).await?;
+    let grant: CertGrant = state
+        .eph
+        .take_json(&grant_key(&q.token))
+        .await?
+        .ok_or_else(PageError::expired)?;
+    if grant.uid != uid {
+        return Err(PageError::expired());
+    }
+    let Some(user_id) = grant.user_id else {
+        i.pending_binding = Some(grant.national_id);
+        let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+        state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
+        return Ok(see_other(&format!("/interaction/{uid}")));
     };
-    result
-        .await
-        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+    if !state.user_active(&user_id).await? {
+        return Err(PageError::expired());
+    }
+    state
+        .db
+        .audit(AuditEvent {
+            event: "login_ok_certificate",
+            user_id: Some(&user_id),
+            ..Default::default()
+        })
+        .await?;
+    Ok(finish_login(
+        &state,
+        &uid,
+        i,
+        &client,
+        &user_id,
+        Proof::certificate(&state),
+    )
+    .await)
 }

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use crate::web::PageError;
-use crate::web::form::PageForm;
+use crate::web::form::{PageForm, PasswordChange};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -18,29 +18,11 @@ use crate::services::grant::{Interaction, interaction_key};
 use crate::services::throttle::Recheck;
 use crate::state::{AppState, Internal};
 use crate::web::templates::{text, text_n};
-use crate::web::{Locale, Page};
+use crate::web::Page;
 
 #[derive(Deserialize, Default)]
 pub struct CaptchaChoice {
     captcha: Option<String>,
-}
-
-#[derive(Deserialize)]
-pub struct ChangeForm {
-    #[serde(default)]
-    csrf_token: String,
-    #[serde(default)]
-    username: String,
-    #[serde(default)]
-    old_password: String,
-    #[serde(default)]
-    new_password: String,
-    #[serde(default)]
-    new_password_confirm: String,
-    #[serde(default)]
-    captcha_id: String,
-    #[serde(default)]
-    captcha: String,
 }
 
 pub async fn show(
@@ -48,31 +30,25 @@ pub async fn show(
     headers: HeaderMap,
     Path(uid): Path<String>,
     Query(choice): Query<CaptchaChoice>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (i, _) = load(&state, &headers, &uid).await?;
-        let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
-        let user = state
-            .db
-            .user_by_id(&user_id)
-            .await?
-            .ok_or_else(PageError::expired)?;
-        let text_captcha = choice.captcha.as_deref() == Some("text");
-        form_page(
-            &state,
-            &uid,
-            &i,
-            user.username.as_str(),
-            Vec::new(),
-            text_captcha,
-        )
-        .await
-        .map_err(PageError::from)
-    };
-    result
-        .await
-        .unwrap_or_else(|h| h.in_locale(locale).into_response())
+) -> Result<Response, PageError> {
+    let (i, _) = load(&state, &headers, &uid).await?;
+    let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
+    let user = state
+        .db
+        .user_by_id(&user_id)
+        .await?
+        .ok_or_else(PageError::expired)?;
+    let text_captcha = choice.captcha.as_deref() == Some("text");
+    form_page(
+        &state,
+        &uid,
+        &i,
+        user.username.as_str(),
+        Vec::new(),
+        text_captcha,
+    )
+    .await
+    .map_err(PageError::from)
 }
 
 pub async fn submit(
@@ -80,97 +56,91 @@ pub async fn submit(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uid): Path<String>,
-    PageForm(form): PageForm<ChangeForm>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (mut i, _) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-        let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
-        let user = pending_account(&state, &user_id).await?;
-        let l = i.locale;
-        let retry = |errors: Vec<String>| {
-            let (state, uid, i, name) = (&state, &uid, &i, user.username.to_string());
-            async move {
-                form_page(state, uid, i, &name, errors, false)
-                    .await
-                    .map(|r| r.into_response())
-            }
-        };
-        if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
-            return Ok(retry(vec![text(l, "captcha.wrong")]).await?);
+    PageForm(form): PageForm<PasswordChange>,
+) -> Result<Response, PageError> {
+    let (mut i, _) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
+    let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
+    let user = pending_account(&state, &user_id).await?;
+    let l = i.locale;
+    let retry = |errors: Vec<String>| {
+        let (state, uid, i, name) = (&state, &uid, &i, user.username.to_string());
+        async move {
+            form_page(state, uid, i, &name, errors, false)
+                .await
+                .map(|r| r.into_response())
         }
-        let address = state.client_ip(&peer, &headers);
-        match state
-            .recheck_password(
-                &user,
-                Some(&form.username),
-                &form.old_password,
-                Some(&address),
-            )
-            .await?
-        {
-            Recheck::Right => {}
-            Recheck::Wrong => return Ok(retry(vec![text(l, "change.wrong_old")]).await?),
-            Recheck::Wait(s) => return Ok(retry(vec![text_n(l, "throttle.wait", s as i64)]).await?),
-        }
-        if let Err(v) = state
-            .set_password(
-                &user,
-                &form.new_password,
-                &form.new_password_confirm,
-                "password_changed_at_sign_in",
-                l,
-            )
-            .await?
-        {
-            return Ok(retry(messages(l, &v)).await?);
-        }
-        i.must_change = None;
-        let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
-        // The new password is one factor, like the old: a second factor still comes next,
-        // and a portal that needs two is refused to an account that has one only.
-        if state.has_second_factor(&user.id).await? {
-            i.second_factor = Some(user.id.clone());
-            state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
-            return Ok(crate::web::done(
-                &state.pages,
-                l,
-                "change.done",
-                Some(format!("/interaction/{uid}/totp")),
-            ));
-        }
-        if i.request.need_mfa {
-            return Ok(super::deny_weak(&state, &uid, &i).await);
-        }
-        if let Some(national_id) = i.pending_binding.take() {
-            state
-                .settle_pending_card(&national_id, &user.id, false, l)
-                .await?;
-        }
-        // Signed in now: the confirmation page leads back into the pending request.
-        let (_, cookie) = state
-            .start_session_replacing(
-                &user.id,
-                vec!["pwd".into()],
-                &state.settings.acr.password,
-                i.replaces.take().as_deref(),
-                i.epoch.unwrap_or(user.sign_in_epoch),
-            )
-            .await?;
-        i.user_id = Some(user.id.clone());
+    };
+    if !state.check_captcha(&form.captcha_id, &form.captcha).await? {
+        return Ok(retry(vec![text(l, "captcha.wrong")]).await?);
+    }
+    let address = state.client_ip(&peer, &headers);
+    match state
+        .recheck_password(
+            &user,
+            Some(&form.username),
+            &form.old_password,
+            Some(&address),
+        )
+        .await?
+    {
+        Recheck::Right => {}
+        Recheck::Wrong => return Ok(retry(vec![text(l, "change.wrong_old")]).await?),
+        Recheck::Wait(s) => return Ok(retry(vec![text_n(l, "throttle.wait", s as i64)]).await?),
+    }
+    if let Err(v) = state
+        .set_password(
+            &user,
+            &form.new_password,
+            &form.new_password_confirm,
+            "password_changed_at_sign_in",
+            l,
+        )
+        .await?
+    {
+        return Ok(retry(messages(l, &v)).await?);
+    }
+    i.must_change = None;
+    let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
+    // The new password is one factor, like the old: a second factor still comes next,
+    // and a portal that needs two is refused to an account that has one only.
+    if state.has_second_factor(&user.id).await? {
+        i.second_factor = Some(user.id.clone());
         state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
-        let mut res = crate::web::done(
+        return Ok(crate::web::done(
             &state.pages,
             l,
             "change.done",
-            Some(format!("/interaction/{uid}")),
-        );
-        res.headers_mut().append(header::SET_COOKIE, cookie);
-        Ok(res)
-    };
-    result
-        .await
-        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+            Some(format!("/interaction/{uid}/totp")),
+        ));
+    }
+    if i.request.need_mfa {
+        return Ok(super::deny_weak(&state, &uid, &i).await);
+    }
+    if let Some(national_id) = i.pending_binding.take() {
+        state
+            .settle_pending_card(&national_id, &user.id, false, l)
+            .await?;
+    }
+    // Signed in now: the confirmation page leads back into the pending request.
+    let (_, cookie) = state
+        .start_session_replacing(
+            &user.id,
+            vec!["pwd".into()],
+            &state.settings.acr.password,
+            i.replaces.take().as_deref(),
+            i.epoch.unwrap_or(user.sign_in_epoch),
+        )
+        .await?;
+    i.user_id = Some(user.id.clone());
+    state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
+    let mut res = crate::web::done(
+        &state.pages,
+        l,
+        "change.done",
+        Some(format!("/interaction/{uid}")),
+    );
+    res.headers_mut().append(header::SET_COOKIE, cookie);
+    Ok(res)
 }
 
 async fn form_page(

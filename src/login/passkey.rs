@@ -24,7 +24,7 @@ use crate::store::db::audit::AuditEvent;
 use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::templates::text;
-use crate::web::{Locale, Page};
+use crate::web::Page;
 
 /// How long a browser has to answer a challenge.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);
@@ -213,15 +213,9 @@ pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uid): Path<String>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (i, _) = load(&state, &headers, &uid).await?;
-        page(&state, &uid, &i, None, StatusCode::OK).await
-    };
-    result
-        .await
-        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+) -> Result<Response, PageError> {
+    let (i, _) = load(&state, &headers, &uid).await?;
+    page(&state, &uid, &i, None, StatusCode::OK).await
 }
 
 /// The browser's answer, passwordless or as the second factor after the password.
@@ -231,47 +225,39 @@ pub async fn submit(
     headers: HeaderMap,
     Path(uid): Path<String>,
     PageForm(form): PageForm<AnswerForm>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-        let after_password = i.second_factor.clone();
-        let proof = state
-            .passkey_answer(&uid, &form.credential)
-            .await?
-            .filter(|p| after_password.as_ref().is_none_or(|u| *u == p.user_id));
-        let Some(proof) = proof else {
-            let address = state.client_ip(&peer, &headers);
-            state
-                .step_failed("passkey_failed", after_password.as_deref(), &address)
-                .await?;
-            let error = Some(text(i.locale, "passkey.failed"));
-            return Ok(match after_password {
-                Some(_) => {
-                    super::totp::page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?
-                }
-                None => page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?,
-            });
-        };
+) -> Result<Response, PageError> {
+    let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
+    let after_password = i.second_factor.clone();
+    let proof = state
+        .passkey_answer(&uid, &form.credential)
+        .await?
+        .filter(|p| after_password.as_ref().is_none_or(|u| *u == p.user_id));
+    let Some(proof) = proof else {
+        let address = state.client_ip(&peer, &headers);
         state
-            .db
-            .audit(AuditEvent {
-                event: if after_password.is_some() {
-                    "login_ok_two_factor"
-                } else {
-                    "login_ok_passkey"
-                },
-                user_id: Some(&proof.user_id),
-                ..Default::default()
-            })
+            .step_failed("passkey_failed", after_password.as_deref(), &address)
             .await?;
-        i.second_factor = None;
-        let proof_of = Proof::passkey(&state, &proof, after_password.is_some());
-        Ok(finish_login(&state, &uid, i, &client, &proof.user_id, proof_of).await)
+        let error = Some(text(i.locale, "passkey.failed"));
+        return Ok(match after_password {
+            Some(_) => super::totp::page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?,
+            None => page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?,
+        });
     };
-    result
-        .await
-        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+    state
+        .db
+        .audit(AuditEvent {
+            event: if after_password.is_some() {
+                "login_ok_two_factor"
+            } else {
+                "login_ok_passkey"
+            },
+            user_id: Some(&proof.user_id),
+            ..Default::default()
+        })
+        .await?;
+    i.second_factor = None;
+    let proof_of = Proof::passkey(&state, &proof, after_password.is_some());
+    Ok(finish_login(&state, &uid, i, &client, &proof.user_id, proof_of).await)
 }
 
 async fn page(

@@ -19,7 +19,7 @@ use crate::store::db::audit::AuditEvent;
 use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::templates::{text, text_n};
-use crate::web::{Locale, Page};
+use crate::web::Page;
 
 impl AppState {
     pub async fn totp_enrolled(&self, user_id: &str) -> Result<bool, Internal> {
@@ -67,18 +67,12 @@ pub async fn show(
     State(state): State<AppState>,
     headers: HeaderMap,
     Path(uid): Path<String>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (i, _) = load(&state, &headers, &uid).await?;
-        if i.second_factor.is_none() {
-            return Err(PageError::expired());
-        }
-        Ok(page(&state, &uid, &i, None, StatusCode::OK).await?)
-    };
-    result
-        .await
-        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+) -> Result<Response, PageError> {
+    let (i, _) = load(&state, &headers, &uid).await?;
+    if i.second_factor.is_none() {
+        return Err(PageError::expired());
+    }
+    Ok(page(&state, &uid, &i, None, StatusCode::OK).await?)
 }
 
 pub async fn submit(
@@ -87,53 +81,47 @@ pub async fn submit(
     headers: HeaderMap,
     Path(uid): Path<String>,
     PageForm(form): PageForm<CodeForm>,
-) -> Response {
-    let locale = Locale::negotiate(None, &headers);
-    let result = async {
-        let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-        let user_id = i.second_factor.clone().ok_or_else(PageError::expired)?;
-        let user = pending_account(&state, &user_id).await?;
-        let identifier = user.username.to_string();
-        let l = i.locale;
-        if let Gate::Wait(s) = state.account_gate(&identifier).await? {
-            let error = Some(text_n(l, "throttle.wait", s as i64));
-            return Ok(page(&state, &uid, &i, error, StatusCode::TOO_MANY_REQUESTS).await?);
-        }
-        if !state
-            .check_second_factor(&user.id, &identifier, &form.code)
-            .await?
-        {
-            state.account_failed(&identifier).await?;
-            let address = state.client_ip(&peer, &headers);
-            state
-                .step_failed("second_factor_failed", Some(&user.id), &address)
-                .await?;
-            let error = Some(text(l, "totp.wrong"));
-            return Ok(page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?);
-        }
-        state.account_succeeded(&identifier).await?;
+) -> Result<Response, PageError> {
+    let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
+    let user_id = i.second_factor.clone().ok_or_else(PageError::expired)?;
+    let user = pending_account(&state, &user_id).await?;
+    let identifier = user.username.to_string();
+    let l = i.locale;
+    if let Gate::Wait(s) = state.account_gate(&identifier).await? {
+        let error = Some(text_n(l, "throttle.wait", s as i64));
+        return Ok(page(&state, &uid, &i, error, StatusCode::TOO_MANY_REQUESTS).await?);
+    }
+    if !state
+        .check_second_factor(&user.id, &identifier, &form.code)
+        .await?
+    {
+        state.account_failed(&identifier).await?;
+        let address = state.client_ip(&peer, &headers);
         state
-            .db
-            .audit(AuditEvent {
-                event: "login_ok_two_factor",
-                user_id: Some(&user.id),
-                ..Default::default()
-            })
+            .step_failed("second_factor_failed", Some(&user.id), &address)
             .await?;
-        i.second_factor = None;
-        Ok(finish_login(
-            &state,
-            &uid,
-            i,
-            &client,
-            &user.id,
-            Proof::password_and_otp(&state),
-        )
-        .await)
-    };
-    result
-        .await
-        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+        let error = Some(text(l, "totp.wrong"));
+        return Ok(page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?);
+    }
+    state.account_succeeded(&identifier).await?;
+    state
+        .db
+        .audit(AuditEvent {
+            event: "login_ok_two_factor",
+            user_id: Some(&user.id),
+            ..Default::default()
+        })
+        .await?;
+    i.second_factor = None;
+    Ok(finish_login(
+        &state,
+        &uid,
+        i,
+        &client,
+        &user.id,
+        Proof::password_and_otp(&state),
+    )
+    .await)
 }
 
 /// The second-factor page: the user's passkeys (a fresh challenge) and/or the code form.

@@ -33,3 +33,17 @@ where
         }
     }
 }
+
+/// The password-change form (F3 at sign-in, F5 in « Mon compte »), with the guide's field
+/// names; the captcha fields are empty where the page has none.
+#[derive(serde::Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordChange {
+    pub csrf_token: String,
+    pub username: String,
+    pub old_password: String,
+    pub new_password: String,
+    pub new_password_confirm: String,
+    pub captcha_id: String,
+    pub captcha: String,
+}
