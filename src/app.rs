@@ -15,17 +15,17 @@ const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(login::home))
+        .route("/", get(login::home::home))
         .route("/static/sesame.css", get(web::css))
         .route("/healthz", get(oidc::health::alive))
         .route("/readyz", get(oidc::health::ready))
         .route("/.well-known/openid-configuration", get(oidc::discovery::discovery))
         .route("/jwks", get(oidc::discovery::jwks))
         .route("/authorize", get(oidc::authorize::get).post(oidc::authorize::post))
-        .route("/interaction/{uid}", get(login::interaction))
-        .route("/interaction/{uid}/login", post(login::password_login))
-        .route("/interaction/{uid}/consent", post(login::consent))
-        .route("/interaction/{uid}/cancel", post(login::cancel))
+        .route("/interaction/{uid}", get(login::password::interaction))
+        .route("/interaction/{uid}/login", post(login::password::password_login))
+        .route("/interaction/{uid}/consent", post(login::consent::consent))
+        .route("/interaction/{uid}/cancel", post(login::consent::cancel))
         .route("/interaction/{uid}/password", get(login::change::show).post(login::change::submit))
         .route("/password/forgot", get(login::forgot::show).post(login::forgot::submit))
         .route("/password/reset/{token}", get(login::forgot::show_reset).post(login::forgot::reset))
@@ -49,7 +49,7 @@ pub fn router(state: AppState) -> Router {
         .route("/revoke", post(oidc::introspect::revoke))
         .route("/logout", get(oidc::logout::get).post(oidc::logout::post))
         .route("/logout/confirm", post(oidc::logout::confirm))
-        .fallback(login::not_found)
+        .fallback(login::home::not_found)
         .layer(axum::middleware::from_fn_with_state(
             state.pages.clone(),
             web::failure::render_failed_pages,

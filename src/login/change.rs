@@ -17,8 +17,8 @@ use crate::services::credentials::messages;
 use crate::services::grant::{Interaction, interaction_key};
 use crate::services::throttle::Recheck;
 use crate::state::{AppState, Internal};
-use crate::web::templates::{text, text_n};
 use crate::web::Page;
+use crate::web::templates::{text, text_n};
 
 #[derive(Deserialize, Default)]
 pub struct CaptchaChoice {

@@ -21,10 +21,10 @@ use crate::domain::passkey::{credential_key, user_handle};
 use crate::services::grant::Interaction;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::Page;
 use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::templates::text;
-use crate::web::Page;
 
 /// How long a browser has to answer a challenge.
 const CHALLENGE_TTL: Duration = Duration::from_secs(300);

@@ -16,10 +16,10 @@ use crate::services::grant::Interaction;
 use crate::services::throttle::Gate;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::Page;
 use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::templates::{text, text_n};
-use crate::web::Page;
 
 impl AppState {
     pub async fn totp_enrolled(&self, user_id: &str) -> Result<bool, Internal> {

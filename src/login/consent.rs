@@ -1,0 +1,114 @@
+//! Consent for third-party portals, and « Annuler »: the portal is told `access_denied`.
+
+use super::{deny, load};
+use crate::crypto::ct_eq;
+use crate::domain::Client;
+use crate::services::grant::{Interaction, interaction_key};
+use crate::state::AppState;
+use crate::store::db::audit::AuditEvent;
+use crate::web::PageError;
+use crate::web::form::PageForm;
+use crate::web::see_other;
+use crate::web::{Locale, Page};
+use axum::extract::{Path, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
+use minijinja::context;
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    #[serde(default)]
+    csrf_token: String,
+    #[serde(default)]
+    decision: String,
+}
+
+pub async fn consent(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    let (interaction, client) = match load(&state, &headers, &uid).await {
+        Ok(x) => x,
+        Err(h) => return h.in_locale(locale).into_response(),
+    };
+    if !ct_eq(form.csrf_token.as_bytes(), interaction.csrf.as_bytes())
+        || interaction.user_id.is_none()
+    {
+        return PageError::expired().in_locale(locale).into_response();
+    }
+    if form.decision != "allow" {
+        return deny(&state, &uid, &interaction).await;
+    }
+    let result = async {
+        // The consent must come from the signed-in user who was asked.
+        let Some(mut current) = state
+            .current_session(&headers)
+            .await?
+            .filter(|c| Some(&c.session.user_id) == interaction.user_id.as_ref())
+        else {
+            return Err(PageError::expired());
+        };
+        state
+            .db
+            .grant_consent(
+                &current.session.user_id,
+                client.id.as_str(),
+                &interaction.request.scopes,
+            )
+            .await?;
+        state
+            .db
+            .audit(AuditEvent {
+                event: "consent_granted",
+                user_id: Some(&current.session.user_id),
+                client_id: Some(client.id.as_str()),
+                detail: Some(
+                    serde_json::json!({ "scope": interaction.request.scopes.to_string() }),
+                ),
+                ..Default::default()
+            })
+            .await?;
+        state.eph.delete(&interaction_key(&uid)).await?;
+        Ok(see_other(
+            &state.issue_code(&interaction.request, &mut current).await?,
+        ))
+    };
+    result
+        .await
+        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+}
+
+pub async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(uid): Path<String>,
+    PageForm(form): PageForm<CsrfForm>,
+) -> Response {
+    let locale = Locale::negotiate(None, &headers);
+    match load(&state, &headers, &uid).await {
+        Ok((i, _)) if ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) => {
+            deny(&state, &uid, &i).await
+        }
+        Ok(_) => PageError::expired().in_locale(locale).into_response(),
+        Err(h) => h.in_locale(locale).into_response(),
+    }
+}
+
+pub(super) fn consent_page(state: &AppState, uid: &str, i: &Interaction, client: &Client) -> Page {
+    let scopes: Vec<String> = i.request.scopes.iter().map(str::to_owned).collect();
+    let html = state.pages.render(
+        "consent.html",
+        i.locale,
+        context! {
+            client_name => client.id.to_string(),
+            action => crate::web::path_attr(format!("/interaction/{uid}/consent")),
+            csrf_token => i.csrf.clone(),
+            scopes => scopes,
+        },
+    );
+    Page::ok(html).allowing_form_target(i.request.redirect_uri.origin())
+}
