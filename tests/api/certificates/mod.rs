@@ -3,159 +3,21 @@
 //! the mTLS listener and through a trusted proxy's header (RFC 9440 and nginx forms); and
 //! CRLs published at a URL by the test CA: refreshed, stale, unreachable.
 
-use std::net::IpAddr;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rcgen::{
-    BasicConstraints, CertificateParams, CertificateRevocationListParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyIdMethod, KeyPair, KeyUsagePurpose, OtherNameValue,
-    RevokedCertParams, SanType, SerialNumber, date_time_ymd,
-};
 use sesame::config::{CrlSource, ProxyHeader, Settings};
 use time::OffsetDateTime;
+
+mod mtls;
+mod pki;
+
+use mtls::{mtls_listener, tls_client};
+use pki::{Card, Pki, Publisher, ca, crl_pem, hours, pki, rpps_id};
 
 use crate::both_backends;
 use crate::helpers::{
     Backend, Browser, ClientSpec, PASSWORD, REDIRECT, TestApp, auth_request, location, query,
 };
-
-struct Ca {
-    params: CertificateParams,
-    key: KeyPair,
-    pem: String,
-}
-
-fn ca(name: &str) -> Ca {
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let key = KeyPair::generate().unwrap();
-    let pem = params.self_signed(&key).unwrap().pem();
-    Ca { params, key, pem }
-}
-
-struct Card {
-    cert_pem: String,
-    key_pem: String,
-    der: Vec<u8>,
-}
-
-fn card(ca: &Ca, national_id: &str, serial: u64, expired: bool, client_auth: bool) -> Card {
-    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.distinguished_name
-        .push(DnType::CommonName, format!("{national_id}/Jeanne MARTIN"));
-    p.subject_alt_names.push(SanType::OtherName((
-        vec![1, 3, 6, 1, 4, 1, 311, 20, 2, 3],
-        OtherNameValue::Utf8String(format!("8.{}@carte-cps.fr", &national_id[1..])),
-    )));
-    p.extended_key_usages = vec![if client_auth {
-        ExtendedKeyUsagePurpose::ClientAuth
-    } else {
-        ExtendedKeyUsagePurpose::ServerAuth
-    }];
-    p.serial_number = Some(SerialNumber::from(serial));
-    if expired {
-        (p.not_before, p.not_after) = (date_time_ymd(2001, 1, 1), date_time_ymd(2002, 1, 1));
-    } else {
-        (p.not_before, p.not_after) = (date_time_ymd(2020, 1, 1), date_time_ymd(2090, 1, 1));
-    }
-    let key = KeyPair::generate().unwrap();
-    let issuer = Issuer::from_params(&ca.params, &ca.key);
-    let cert = p.signed_by(&key, &issuer).unwrap();
-    Card {
-        cert_pem: cert.pem(),
-        key_pem: key.serialize_pem(),
-        der: cert.der().to_vec(),
-    }
-}
-
-/// A CRL of `ca` revoking `serials`, in PEM.
-fn crl_pem(
-    ca: &Ca,
-    serials: &[u64],
-    this_update: OffsetDateTime,
-    next_update: OffsetDateTime,
-) -> String {
-    CertificateRevocationListParams {
-        this_update,
-        next_update,
-        crl_number: SerialNumber::from(this_update.unix_timestamp() as u64),
-        issuing_distribution_point: None,
-        revoked_certs: serials
-            .iter()
-            .map(|s| RevokedCertParams {
-                serial_number: SerialNumber::from(*s),
-                revocation_time: date_time_ymd(2025, 6, 1),
-                reason_code: None,
-                invalidity_date: None,
-            })
-            .collect(),
-        key_identifier_method: KeyIdMethod::Sha256,
-    }
-    .signed_by(&Issuer::from_params(&ca.params, &ca.key))
-    .unwrap()
-    .pem()
-    .unwrap()
-}
-
-fn rpps_id(ten: &str) -> String {
-    format!("8{}", sesame::domain::national_id::with_check_digit(ten))
-}
-
-struct Pki {
-    good: Card,
-    expired: Card,
-    foreign: Card,
-    revoked: Card,
-    server_auth_only: Card,
-    unbound: Card,
-    dir: tempfile::TempDir,
-    ca_pem: String,
-    /// The CA itself, to publish new CRLs.
-    ca: Ca,
-}
-
-fn pki() -> Pki {
-    let a = ca("IGC-Santé TEST");
-    let b = ca("Another CA");
-    let id = rpps_id("1000123456");
-    let pki_dir = tempfile::tempdir().unwrap();
-    let revoked = card(&a, &id, 42, false, true);
-    let crl = crl_pem(
-        &a,
-        &[42],
-        date_time_ymd(2025, 1, 1),
-        date_time_ymd(2090, 1, 1),
-    );
-    std::fs::write(pki_dir.path().join("ca.pem"), &a.pem).unwrap();
-    std::fs::write(pki_dir.path().join("crl.pem"), crl).unwrap();
-    // The mTLS listener's own certificate, for 127.0.0.1.
-    let mut sp = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-    sp.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap())];
-    let skey = KeyPair::generate().unwrap();
-    let server = sp
-        .signed_by(&skey, &Issuer::from_params(&a.params, &a.key))
-        .unwrap();
-    std::fs::write(pki_dir.path().join("server.pem"), server.pem()).unwrap();
-    std::fs::write(pki_dir.path().join("server.key"), skey.serialize_pem()).unwrap();
-    Pki {
-        good: card(&a, &id, 1, false, true),
-        expired: card(&a, &id, 2, true, true),
-        foreign: card(&b, &id, 3, false, true),
-        revoked,
-        server_auth_only: card(&a, &id, 4, false, false),
-        unbound: card(&a, &rpps_id("1000999999"), 5, false, true),
-        ca_pem: a.pem.clone(),
-        ca: a,
-        dir: pki_dir,
-    }
-}
 
 async fn app_with(backend: Backend, pki: &Pki, trusted: bool) -> (TestApp, String) {
     app_tweaked(backend, pki, trusted, |_| {}).await
@@ -451,161 +313,6 @@ async fn the_header_is_ignored_from_anyone_else(backend: Backend) {
     assert!(res.text().await.unwrap().contains("Aucun certificat"));
 }
 
-/// Starts the mTLS listener of `app` on a free port; returns the port.
-async fn mtls_listener(app: &TestApp) -> u16 {
-    let certs = app.state.certs.clone().expect("configured");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = listener.local_addr().unwrap().port();
-    let config = certs.server_config(&app.state.settings).unwrap();
-    tokio::spawn(sesame::tls::serve_mtls_on(
-        listener,
-        config,
-        sesame::login::certificate::mtls_router(app.state.clone()),
-        sesame::tls::MtlsLimits::from_settings(&app.state.settings),
-    ));
-    port
-}
-
-/// A TLS connection to the mTLS listener presenting `card`, with nothing sent yet.
-async fn raw_tls(
-    pki: &Pki,
-    card: &Card,
-    port: u16,
-) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
-    use rustls_pki_types::pem::PemObject;
-    use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_client_auth_cert(
-        vec![CertificateDer::from(card.der.clone())],
-        PrivateKeyDer::from_pem_slice(card.key_pem.as_bytes()).unwrap(),
-    )
-    .unwrap();
-    let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let name = ServerName::IpAddress("127.0.0.1".parse::<IpAddr>().unwrap().into());
-    tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap()
-}
-
-/// Everything the server sends until it closes the connection (or 5 s of silence).
-async fn read_all(conn: &mut (impl tokio::io::AsyncRead + Unpin)) -> String {
-    use tokio::io::AsyncReadExt;
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        match tokio::time::timeout(Duration::from_secs(5), conn.read(&mut buf)).await {
-            Ok(Ok(0)) | Ok(Err(_)) => break,
-            Ok(Ok(n)) => out.extend_from_slice(&buf[..n]),
-            Err(_) => {
-                out.extend_from_slice(b"\n<still open>");
-                break;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// The review's workstation: the card holder signs in and leaves; on the same kept-alive
-/// connection the next person asks again. The card proved itself in the handshake only,
-/// so a connection serves one sign-in and closes.
-async fn one_sign_in_per_mtls_connection(backend: Backend) {
-    use tokio::io::AsyncWriteExt;
-    let pki = pki();
-    let (app, _) = app_tweaked(backend, &pki, false, |s| {
-        s.mtls.handshake_timeout_seconds = 1;
-    })
-    .await;
-    let port = mtls_listener(&app).await;
-    let (first, _) = start(&app, &app.browser()).await;
-    let (second, _) = start(&app, &app.browser()).await;
-    let mut conn = raw_tls(&pki, &pki.good, port).await;
-    let get = |uid: &str| format!("GET /certificate/{uid} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    conn.write_all(get(&first).as_bytes()).await.unwrap();
-    conn.write_all(get(&second).as_bytes()).await.unwrap();
-    let answer = read_all(&mut conn).await;
-    assert_eq!(answer.matches("HTTP/1.1 ").count(), 1, "{answer}");
-    assert!(answer.starts_with("HTTP/1.1 303"), "{answer}");
-    assert!(answer.contains(&format!("/interaction/{first}/certificate")));
-    assert!(!answer.contains(&second), "{answer}");
-    assert!(!answer.contains("<still open>"), "closed after one answer");
-
-    // An idle connection is dropped after the handshake timeout, with or without TLS.
-    let mut idle = tokio::net::TcpStream::connect(("127.0.0.1", port))
-        .await
-        .unwrap();
-    let silent = read_all(&mut idle).await;
-    assert!(!silent.contains("<still open>"), "no handshake: closed");
-    let mut idle = raw_tls(&pki, &pki.good, port).await;
-    let silent = read_all(&mut idle).await;
-    assert!(!silent.contains("<still open>"), "no request: closed");
-
-    // A card for no pending request signs no one in.
-    let mut conn = raw_tls(&pki, &pki.good, port).await;
-    conn.write_all(get("no-such-request").as_bytes())
-        .await
-        .unwrap();
-    let answer = read_all(&mut conn).await;
-    assert!(answer.starts_with("HTTP/1.1 4"), "{answer}");
-    assert!(!answer.contains("certificate?token="), "{answer}");
-}
-
-/// A client that trusts the test CA and presents `card`.
-fn tls_client(pki: &Pki, card: Option<&Card>) -> reqwest::Client {
-    let mut b = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .add_root_certificate(reqwest::Certificate::from_pem(pki.ca_pem.as_bytes()).unwrap());
-    if let Some(c) = card {
-        b = b.identity(
-            reqwest::Identity::from_pem(format!("{}{}", c.cert_pem, c.key_pem).as_bytes()).unwrap(),
-        );
-    }
-    b.build().unwrap()
-}
-
-async fn cards_through_the_mtls_listener(backend: Backend) {
-    let pki = pki();
-    let (app, _) = app_with(backend, &pki, false).await;
-    let port = mtls_listener(&app).await;
-    let tls_client = |card: Option<&Card>| tls_client(&pki, card);
-    let b = app.browser();
-    let (uid, _) = start(&app, &b).await;
-    let url = format!("https://127.0.0.1:{port}/certificate/{uid}");
-    let none = tls_client(None).get(&url).send().await.unwrap();
-    assert_eq!(none.status(), 403, "no card: a page, not a TLS failure");
-    assert!(
-        tls_client(Some(&pki.foreign))
-            .get(&url)
-            .send()
-            .await
-            .is_err(),
-        "another CA fails the handshake"
-    );
-    assert!(
-        tls_client(Some(&pki.revoked))
-            .get(&url)
-            .send()
-            .await
-            .is_err(),
-        "a revoked card fails the handshake"
-    );
-    let res = tls_client(Some(&pki.good)).get(&url).send().await.unwrap();
-    assert_eq!(res.status(), 303);
-    let res = b.get(&location(&res)).await;
-    assert!(location(&res).starts_with(REDIRECT), "back to the portal");
-}
-
 /// Starts a sign-in with the unbound card; returns the sign-in page (with the card parked).
 async fn present_unbound_card(
     app: &TestApp,
@@ -709,43 +416,6 @@ async fn an_unbound_card_is_bound_only_after_two_factors(backend: Backend) {
     assert_eq!(claims["amr"], serde_json::json!(["sc", "pin", "mfa"]));
     let events = app.audit_events().await;
     assert!(events.contains(&"certificate_bound".to_string()));
-}
-
-/// The test CA's CRL distribution point: serves what was last published, or 503 (down).
-#[derive(Clone, Default)]
-struct Publisher(Arc<Mutex<Option<String>>>);
-
-impl Publisher {
-    /// Serves on 127.0.0.1:0; returns the publisher and the CRL's URL.
-    async fn start(first: String) -> (Self, CrlSource) {
-        let p = Self::default();
-        p.publish(Some(first));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let url = format!("http://{}/ca.crl", listener.local_addr().unwrap());
-        let state = p.clone();
-        let app = axum::Router::new().route(
-            "/ca.crl",
-            axum::routing::get(move || {
-                let crl = state.0.lock().unwrap().clone();
-                async move {
-                    match crl {
-                        Some(pem) => (axum::http::StatusCode::OK, pem),
-                        None => (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new()),
-                    }
-                }
-            }),
-        );
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        (p, CrlSource::try_from(url).unwrap())
-    }
-
-    fn publish(&self, crl: Option<String>) {
-        *self.0.lock().unwrap() = crl;
-    }
-}
-
-fn hours(h: i64) -> time::Duration {
-    time::Duration::hours(h)
 }
 
 /// Signs `card` in through the trusted-proxy header; the status, and the refusal's audit
@@ -885,8 +555,6 @@ both_backends!(
     cards_through_nginx,
     a_forwarded_certificate_needs_the_proxys_proof,
     the_header_is_ignored_from_anyone_else,
-    cards_through_the_mtls_listener,
-    one_sign_in_per_mtls_connection,
     a_card_revoked_later_is_refused_after_the_crl_refresh,
     an_unreachable_crl_fails_closed_unless_a_grace_period
 );
