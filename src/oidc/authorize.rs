@@ -408,13 +408,8 @@ async fn respond(
     client: &Client,
     req: AuthRequest,
 ) -> Result<Response, AuthorizeError> {
-    let current = match state.current_session(&asker.headers).await? {
-        // A session lives while its account is active and in the sign-in epoch it saw.
-        Some(c) if state.active_epoch(&c.session.user_id).await? == Some(c.session.epoch) => {
-            Some(c)
-        }
-        _ => None,
-    };
+    // A session lives while its account is active and in the sign-in epoch it saw.
+    let current = state.current_session(&asker.headers).await?;
     let fail = |error: &'static str, description: &'static str| AuthorizeError::Redirect {
         to: req.redirect_uri.clone(),
         state: req.state.clone(),
@@ -440,7 +435,15 @@ async fn respond(
                 ));
             }
             let user_id = c.session.user_id.clone();
-            start_interaction(state, asker, req, Some(user_id), None).await
+            start_interaction(
+                state,
+                asker,
+                req,
+                Some(user_id),
+                None,
+                Some(c.session.epoch),
+            )
+            .await
         }
         // Signed in with a password only: step up with the second factor, no new password.
         (Fit::StepUp, Some(c)) => {
@@ -457,10 +460,18 @@ async fn respond(
                 ));
             }
             let user_id = c.session.user_id.clone();
-            start_interaction(state, asker, req, None, Some(user_id)).await
+            start_interaction(
+                state,
+                asker,
+                req,
+                None,
+                Some(user_id),
+                Some(c.session.epoch),
+            )
+            .await
         }
         _ if req.prompt.none => Err(fail("login_required", "the user is not signed in")),
-        _ => start_interaction(state, asker, req, None, None).await,
+        _ => start_interaction(state, asker, req, None, None, None).await,
     }
 }
 
@@ -492,13 +503,16 @@ fn fit(state: &AppState, req: &AuthRequest, c: &Current) -> Fit {
     }
 }
 
-/// Parks the request server-side and sends the browser to the sign-in page.
+/// Parks the request server-side and sends the browser to the sign-in page. A request that
+/// goes on from a session (consent, step-up) keeps that session's sign-in epoch: a reset
+/// meanwhile voids what it would open.
 async fn start_interaction(
     state: &AppState,
     asker: &Asker,
     request: AuthRequest,
     user_id: Option<String>,
     second_factor: Option<String>,
+    epoch: Option<i64>,
 ) -> Result<Response, AuthorizeError> {
     // Counted before anything is kept: a new cookie per request is free for a client, so
     // the per-browser cap alone bounds nothing.
@@ -529,7 +543,7 @@ async fn start_interaction(
         pending_binding: None,
         browser: token_hash(&browser),
         replaces: None,
-        epoch: None,
+        epoch,
     };
     let ttl = Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
     state

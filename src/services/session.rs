@@ -83,10 +83,13 @@ impl AppState {
     }
 
     /// The live session of this browser, if any; renews the idle lifetime (at most once a minute).
+    /// A session lives only while its account is enabled and still in the sign-in epoch the
+    /// session saw (read afresh: an operator's reset or disabling in another process reaches
+    /// every page, « Mon compte » included, even where it cannot reach the ephemeral store).
     pub async fn current_session(
         &self,
         headers: &HeaderMap,
-    ) -> Result<Option<Current>, EphemeralError> {
+    ) -> Result<Option<Current>, crate::state::Internal> {
         let Some(cookie) = self.cookie(headers, cookies::SESSION) else {
             return Ok(None);
         };
@@ -98,6 +101,10 @@ impl AppState {
             self.eph.delete(&key).await?;
             return Ok(None);
         };
+        if self.active_epoch(&session.user_id).await? != Some(session.epoch) {
+            self.eph.delete(&key).await?;
+            return Ok(None);
+        }
         if self.now() - session.touched_at >= 60 {
             session.touched_at = self.now();
             // Only while it still exists: a logout or a reset racing with this request wins.

@@ -53,6 +53,12 @@ pub const LOGOUT_PER_ADDRESS: (u64, Duration) = (30, Duration::from_secs(600));
 /// as the tab opened last is the one the person is looking at.
 pub const PENDING_PER_BROWSER: u64 = 10;
 
+/// The store key of an account counter. The identifier is the one typed (so that unknown ones
+/// behave like real ones), hashed: keys stay small whatever a client sends.
+fn account_key(kind: &str, identifier: &str) -> String {
+    format!("{kind}:{}", crate::crypto::token_hash(identifier))
+}
+
 fn delay_after(consecutive: u64) -> u64 {
     if consecutive <= FREE_FAILURES {
         return 0;
@@ -77,7 +83,7 @@ impl AppState {
     pub async fn account_gate(&self, identifier: &str) -> Result<Gate, Internal> {
         let until = self
             .eph
-            .get(&format!("lock:{identifier}"))
+            .get(&account_key("lock", identifier))
             .await?
             .and_then(|v| v.parse::<i64>().ok());
         if let Some(t) = until.filter(|t| *t > self.now()) {
@@ -88,11 +94,11 @@ impl AppState {
         // `account_succeeded`, which release it.
         let inflight = self
             .eph
-            .incr(&format!("inflight:{identifier}"), INFLIGHT_WINDOW)
+            .incr(&account_key("inflight", identifier), INFLIGHT_WINDOW)
             .await?;
         let failures = self
             .eph
-            .get(&format!("fails:run:{identifier}"))
+            .get(&account_key("fails:run", identifier))
             .await?
             .and_then(|v| v.parse::<u64>().ok())
             .unwrap_or(0);
@@ -100,7 +106,7 @@ impl AppState {
         // failure, no more attempts in flight than failures left before the delay.
         let limit = if failures == 0 { BURST } else { FREE_FAILURES };
         if inflight > 1 && failures + inflight > limit {
-            self.eph.decr(&format!("inflight:{identifier}")).await?;
+            self.eph.decr(&account_key("inflight", identifier)).await?;
             return Ok(Gate::Wait(1));
         }
         Ok(Gate::Open)
@@ -108,14 +114,14 @@ impl AppState {
 
     /// After a wrong password (or unknown identifier): returns the wait now imposed.
     pub async fn account_failed(&self, identifier: &str) -> Result<Gate, Internal> {
-        self.eph.decr(&format!("inflight:{identifier}")).await?;
+        self.eph.decr(&account_key("inflight", identifier)).await?;
         let consecutive = self
             .eph
-            .incr(&format!("fails:run:{identifier}"), DAY)
+            .incr(&account_key("fails:run", identifier), DAY)
             .await?;
         let today = self
             .eph
-            .incr(&format!("fails:day:{identifier}"), DAY)
+            .incr(&account_key("fails:day", identifier), DAY)
             .await?;
         let wait = if today >= DAILY_FAILURES {
             DAY.as_secs()
@@ -128,7 +134,7 @@ impl AppState {
         let until = self.now() + wait as i64;
         self.eph
             .put(
-                &format!("lock:{identifier}"),
+                &account_key("lock", identifier),
                 &until.to_string(),
                 Duration::from_secs(wait),
             )
@@ -137,15 +143,17 @@ impl AppState {
     }
 
     pub async fn account_succeeded(&self, identifier: &str) -> Result<(), Internal> {
-        self.eph.decr(&format!("inflight:{identifier}")).await?;
-        self.eph.delete(&format!("fails:run:{identifier}")).await?;
+        self.eph.decr(&account_key("inflight", identifier)).await?;
+        self.eph
+            .delete(&account_key("fails:run", identifier))
+            .await?;
         Ok(())
     }
 
     /// After a completed password reset: the owner proved control of the mailbox.
     pub async fn account_cleared(&self, identifier: &str) -> Result<(), Internal> {
         for k in ["fails:run", "fails:day", "lock"] {
-            self.eph.delete(&format!("{k}:{identifier}")).await?;
+            self.eph.delete(&account_key(k, identifier)).await?;
         }
         Ok(())
     }

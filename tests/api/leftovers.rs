@@ -236,7 +236,91 @@ async fn refused_posts_write_nothing(backend: Backend) {
     );
 }
 
+/// The third review: a step-up parked from a password session, the reset, then the code
+/// alone. The step-up keeps the epoch of the session it came from, so it opens nothing.
+async fn a_step_up_overtaken_by_a_reset_gives_nothing(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    let secret = app
+        .create_client(ClientSpec::portal("portal"))
+        .await
+        .unwrap();
+    let carol = app.create_user("carol").await;
+    let b = app.signed_in("carol", "portal").await;
+    let totp = app.with_totp(&carol).await;
+    let strong = auth_request(&app.issuer, "portal", &[("acr_values", "urn:sesame:loa:2")]);
+    let res = b.get(&strong.url).await;
+    let page = b.get(&location(&res)).await.text().await.unwrap();
+    assert!(
+        page.contains("name=\"code\""),
+        "the step-up asks the code only"
+    );
+    app.state.end_all_sessions(&carol.id).await.unwrap();
+    let res = b.submit(&page, 0, &[("code", &totp_now(&totp))]).await;
+    if let Some(code) = crate::helpers::query(&location(&res)).get("code") {
+        let tokens = app.redeem("portal", &secret, code, &strong.verifier).await;
+        assert_eq!(tokens["error"], "invalid_grant", "{tokens}");
+    }
+    let again = auth_request(&app.issuer, "portal", &[("prompt", "none")]);
+    let res = b.get(&again.url).await;
+    assert_eq!(
+        crate::helpers::query(&location(&res))["error"],
+        "login_required"
+    );
+}
+
+/// An operator's reset or disabling that cannot reach the ephemeral store (another process,
+/// the in-memory store) still ends « Mon compte » for the old session: only the database
+/// moves here, as the CLI's would.
+async fn mon_compte_ends_with_a_reset_the_store_never_saw(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_client(ClientSpec::portal("portal")).await;
+    let erin = app.create_user("erin").await;
+    let b = app.signed_in("erin", "portal").await;
+    assert_eq!(b.get("/account").await.status(), 200);
+    app.state
+        .db
+        .revoke_user_refresh_tokens(&erin.id)
+        .await
+        .unwrap();
+    assert_eq!(b.get("/account").await.status(), 401);
+    let b = app.signed_in("erin", "portal").await;
+    assert_eq!(b.get("/account").await.status(), 200, "a new sign-in works");
+    app.state.db.set_disabled(&erin.id, true).await.unwrap();
+    assert_eq!(b.get("/account").await.status(), 401, "disabled");
+}
+
+/// Failed sign-ins are counted under the identifier as typed: a 60 KB one costs no more
+/// store than a short one.
+async fn a_huge_identifier_costs_a_small_key(backend: Backend) {
+    let app = TestApp::spawn(backend).await;
+    app.create_client(ClientSpec::portal("portal")).await;
+    let b = app.browser();
+    let res = b.get(&auth_request(&app.issuer, "portal", &[]).url).await;
+    let html = b.get(&location(&res)).await.text().await.unwrap();
+    let before = app.state.eph.footprint().await.unwrap();
+    let huge = format!("x{}", "a".repeat(60_000));
+    for _ in 0..5 {
+        let res = b
+            .submit(
+                &html,
+                0,
+                &[("username", &huge), ("password", "Wrong#Guess9")],
+            )
+            .await;
+        assert_eq!(res.status(), 401);
+    }
+    let after = app.state.eph.footprint().await.unwrap();
+    assert!(
+        after.bytes < before.bytes + 4_000,
+        "{} bytes for five failures",
+        after.bytes - before.bytes
+    );
+}
+
 both_backends!(
+    a_step_up_overtaken_by_a_reset_gives_nothing,
+    mon_compte_ends_with_a_reset_the_store_never_saw,
+    a_huge_identifier_costs_a_small_key,
     a_pending_reset_link_dies_with_a_later_password_change,
     a_new_sign_in_replaces_the_browsers_session,
     a_sign_in_overtaken_by_a_reset_gives_nothing,
