@@ -2,8 +2,8 @@
 //! replaced card) after the password is asked again; the owner is e-mailed.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use serde::Deserialize;
 
 use super::owner_with_password;
@@ -39,10 +39,7 @@ pub async fn remove(
         .unbind_certificate(&user.id, &form.national_id)
         .await?
     {
-        let page = state
-            .pages
-            .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
-        return Ok(page.into_response());
+        return Err(PageError::not_found());
     }
     state
         .db

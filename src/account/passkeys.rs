@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
@@ -190,10 +190,7 @@ pub async fn remove(
     let (_, user) =
         owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
     let Some(name) = state.db.delete_passkey(&user.id, &form.id).await? else {
-        let page = state
-            .pages
-            .error_page(locale, "error.not_found", StatusCode::NOT_FOUND);
-        return Ok(page.into_response());
+        return Err(PageError::not_found());
     };
     state
         .db

@@ -174,26 +174,28 @@ pub(crate) async fn ask_second_factor(
 
 /// The portal needs two factors and the account has only a password.
 pub(crate) async fn deny_weak(state: &AppState, uid: &str, interaction: &Interaction) -> Response {
-    if let Err(e) = state.eph.delete(&interaction_key(uid)).await {
-        return PageError::from(e).into_response();
-    }
-    let r = &interaction.request;
-    see_other(&redirect_with(
-        &r.redirect_uri,
-        r.state.as_deref(),
-        state.issuer(),
-        &[
-            ("error", "access_denied"),
-            (
-                "error_description",
-                "strong authentication is required and the account has no second factor",
-            ),
-        ],
-    ))
+    access_denied(
+        state,
+        uid,
+        interaction,
+        "strong authentication is required and the account has no second factor",
+    )
+    .await
 }
 
-/// The user said no: `access_denied` back to the portal.
+/// The user said no.
 pub(crate) async fn deny(state: &AppState, uid: &str, interaction: &Interaction) -> Response {
+    access_denied(state, uid, interaction, "the user denied the request").await
+}
+
+/// Ends the pending request and sends `access_denied` back to the portal: the one redirect
+/// path for a request that will not be served.
+async fn access_denied(
+    state: &AppState,
+    uid: &str,
+    interaction: &Interaction,
+    description: &str,
+) -> Response {
     if let Err(e) = state.eph.delete(&interaction_key(uid)).await {
         return PageError::from(e).into_response();
     }
@@ -204,7 +206,7 @@ pub(crate) async fn deny(state: &AppState, uid: &str, interaction: &Interaction)
         state.issuer(),
         &[
             ("error", "access_denied"),
-            ("error_description", "the user denied the request"),
+            ("error_description", description),
         ],
     ))
 }

@@ -39,6 +39,11 @@ impl PageError {
         Self::refused("error.interaction_expired", StatusCode::BAD_REQUEST)
     }
 
+    /// What the form names does not exist (or is not the caller's).
+    pub fn not_found() -> Self {
+        Self::refused("error.not_found", StatusCode::NOT_FOUND)
+    }
+
     /// « Mon compte » without a session (or with another page's form).
     pub fn sign_in_first() -> Self {
         Self::refused("account.signin_first", StatusCode::UNAUTHORIZED)
