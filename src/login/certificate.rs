@@ -53,6 +53,7 @@ pub fn mtls_router(state: AppState) -> Router {
         .route("/certificate/{uid}", get(on_mtls))
         // Its error pages (no card, card refused) are styled like every other page.
         .route("/static/sesame.css", get(crate::web::css))
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
         .layer(axum::middleware::from_fn_with_state(
             state.pages.clone(),
             crate::web::failure::render_failed_pages,

@@ -95,18 +95,46 @@ impl IntoResponse for PageError {
     }
 }
 
-/// Renders the error page of a failed handler, in the flow's language or the browser's.
+/// Renders the error page of a failed handler, in the flow's language or the browser's. A
+/// bare refusal from the framework itself (a path that is not UTF-8, a repeated query field,
+/// a wrong method, no such route) gets the same page when a browser asked for a page.
 pub async fn render_failed_pages(
     State(pages): State<Templates>,
     req: Request,
     next: Next,
 ) -> Response {
     let browser = Locale::negotiate(None, req.headers());
+    let wants_page = req
+        .headers()
+        .get(axum::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"));
     let res = next.run(req).await;
-    match res.extensions().get::<FailedPage>().copied() {
-        Some(f) => pages
+    if let Some(f) = res.extensions().get::<FailedPage>().copied() {
+        return pages
             .error_page(f.locale.unwrap_or(browser), f.key, res.status())
-            .into_response(),
-        None => res,
+            .into_response();
+    }
+    match bare_refusal(&res) {
+        Some(key) if wants_page => pages.error_page(browser, key, res.status()).into_response(),
+        _ => res,
+    }
+}
+
+/// The message key for a framework refusal: a 4xx with no body of ours (none, or plain text).
+fn bare_refusal(res: &Response) -> Option<&'static str> {
+    let plain = res
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    match res.status() {
+        _ if !plain => None,
+        StatusCode::NOT_FOUND => Some("error.not_found"),
+        StatusCode::BAD_REQUEST
+        | StatusCode::METHOD_NOT_ALLOWED
+        | StatusCode::PAYLOAD_TOO_LARGE
+        | StatusCode::UNSUPPORTED_MEDIA_TYPE
+        | StatusCode::UNPROCESSABLE_ENTITY => Some("error.bad_request"),
+        _ => None,
     }
 }

@@ -17,6 +17,7 @@ mod foundation;
 mod hostile;
 mod leftovers;
 mod logout;
+mod pages;
 mod passkeys;
 mod password_flows;
 mod throttling;
