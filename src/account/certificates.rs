@@ -7,6 +7,7 @@ use axum::response::Response;
 use serde::Deserialize;
 
 use super::owner_with_password;
+use crate::domain::audit::Event;
 use crate::mail::Kind;
 use crate::services::credentials::notify;
 use crate::state::AppState;
@@ -44,10 +45,9 @@ pub async fn remove(
     state
         .db
         .audit(AuditEvent {
-            event: "certificate_unbound_by_owner",
             user_id: Some(&user.id),
             detail: Some(serde_json::json!({ "national_id": form.national_id })),
-            ..Default::default()
+            ..AuditEvent::new(Event::CertificateUnboundByOwner)
         })
         .await?;
     let factor = format!("{} ({})", text(locale, "cert.factor"), form.national_id);

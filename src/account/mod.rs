@@ -4,6 +4,7 @@ pub mod certificates;
 pub mod passkeys;
 pub mod totp;
 
+use crate::domain::audit::Event;
 use crate::web::PageError;
 use crate::web::done;
 use crate::web::form::{PageForm, PasswordChange};
@@ -82,7 +83,7 @@ pub async fn change_password(
             &user,
             &form.new_password,
             &form.new_password_confirm,
-            "password_changed",
+            Event::PasswordChanged,
             locale,
         )
         .await?

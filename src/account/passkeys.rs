@@ -13,6 +13,7 @@ use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
 use super::{csrf, owner, owner_with_password, page};
 use crate::crypto::token_hash;
+use crate::domain::audit::Event;
 use crate::domain::passkey::{credential_key, user_handle};
 use crate::mail::Kind;
 use crate::services::credentials::notify;
@@ -165,10 +166,9 @@ pub async fn finish(
     state
         .db
         .audit(AuditEvent {
-            event: "passkey_added",
             user_id: Some(&user.id),
             detail: Some(serde_json::json!({ "name": pending.name })),
-            ..Default::default()
+            ..AuditEvent::new(Event::PasskeyAdded)
         })
         .await?;
     let factor = factor_label(locale, &pending.name);
@@ -195,10 +195,9 @@ pub async fn remove(
     state
         .db
         .audit(AuditEvent {
-            event: "passkey_removed",
             user_id: Some(&user.id),
             detail: Some(serde_json::json!({ "name": name })),
-            ..Default::default()
+            ..AuditEvent::new(Event::PasskeyRemoved)
         })
         .await?;
     let factor = factor_label(locale, &name);

@@ -11,6 +11,7 @@ use serde::Deserialize;
 
 use super::{csrf, owner, owner_with_password};
 use crate::crypto::token_hash;
+use crate::domain::audit::Event;
 use crate::domain::totp::{authenticator, recovery_codes, recovery_hash};
 use crate::mail::Kind;
 use crate::services::credentials::notify;
@@ -101,9 +102,8 @@ pub async fn confirm(
     state
         .db
         .audit(AuditEvent {
-            event: "totp_added",
             user_id: Some(&user.id),
-            ..Default::default()
+            ..AuditEvent::new(Event::TotpAdded)
         })
         .await?;
     notify(&state, &user, locale, Kind::FactorAdded, "TOTP").await?;
@@ -127,9 +127,8 @@ pub async fn remove(
         state
             .db
             .audit(AuditEvent {
-                event: "totp_removed",
                 user_id: Some(&user.id),
-                ..Default::default()
+                ..AuditEvent::new(Event::TotpRemoved)
             })
             .await?;
         notify(&state, &user, locale, Kind::FactorRemoved, "TOTP").await?;

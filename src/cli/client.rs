@@ -5,6 +5,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::config::Settings;
+use crate::domain::audit::Event;
 use crate::domain::client::NewClient;
 use crate::domain::{ClientId, GrantType, IdTokenAlg, RedirectUri, TokenAuthMethod};
 use crate::store::Db;
@@ -87,9 +88,8 @@ pub(super) async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Resul
             let db = Db::open(&settings.database_url).await?;
             let client = db.create_client(&new, hash.as_deref()).await?;
             db.audit(AuditEvent {
-                event: "client_created",
                 client_id: Some(client.id.as_str()),
-                ..Default::default()
+                ..AuditEvent::new(Event::ClientCreated)
             })
             .await?;
             if json {
@@ -137,9 +137,8 @@ pub(super) async fn run(settings: Settings, cmd: ClientCommand) -> anyhow::Resul
                 bail!("no client `{client_id}`");
             }
             db.audit(AuditEvent {
-                event: "client_deleted",
                 client_id: Some(&client_id),
-                ..Default::default()
+                ..AuditEvent::new(Event::ClientDeleted)
             })
             .await?;
             println!("deleted {client_id}");

@@ -3,6 +3,7 @@
 use clap::Subcommand;
 
 use crate::config::Settings;
+use crate::domain::audit::Event;
 use crate::keys::KeyRing;
 use crate::store::Db;
 use crate::store::db::audit::AuditEvent;
@@ -29,8 +30,7 @@ pub(super) async fn run(settings: Settings, cmd: KeysCommand) -> anyhow::Result<
         KeysCommand::Rotate { json } => {
             let infos = ring.rotate().await?;
             db.audit(AuditEvent {
-                event: "keys_rotated",
-                ..Default::default()
+                ..AuditEvent::new(Event::KeysRotated)
             })
             .await?;
             (infos, json)

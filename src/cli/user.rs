@@ -8,6 +8,7 @@ use clap::{Args, Subcommand};
 use serde_json::json;
 
 use crate::config::Settings;
+use crate::domain::audit::Event;
 use crate::domain::national_id::NationalId;
 use crate::domain::password::{self, PasswordPolicy};
 use crate::domain::{Email, Username};
@@ -165,9 +166,8 @@ async fn create(settings: Settings, args: CreateArgs) -> anyhow::Result<()> {
     };
     let user = db.create_user(new).await?;
     db.audit(AuditEvent {
-        event: "user_created",
         user_id: Some(&user.id),
-        ..Default::default()
+        ..AuditEvent::new(Event::UserCreated)
     })
     .await?;
     if temporary {
@@ -219,9 +219,8 @@ async fn reset_password(
         .send(&db, &user.email, locale, Kind::PasswordResetByOperator, ctx)
         .await?;
     db.audit(AuditEvent {
-        event: "password_reset_by_operator",
         user_id: Some(&user.id),
-        ..Default::default()
+        ..AuditEvent::new(Event::PasswordResetByOperator)
     })
     .await?;
     println!(
@@ -236,9 +235,8 @@ async fn expire_password(settings: Settings, username: String) -> anyhow::Result
     let (db, user) = find_user(&settings, &username).await?;
     db.set_password_expired(&user.id).await?;
     db.audit(AuditEvent {
-        event: "password_expired_by_operator",
         user_id: Some(&user.id),
-        ..Default::default()
+        ..AuditEvent::new(Event::PasswordExpiredByOperator)
     })
     .await?;
     println!(
@@ -253,9 +251,8 @@ async fn disable(settings: Settings, username: String) -> anyhow::Result<()> {
     db.set_disabled(&user.id, true).await?;
     end_sessions(&settings, &db, &user.id).await?;
     db.audit(AuditEvent {
-        event: "user_disabled",
         user_id: Some(&user.id),
-        ..Default::default()
+        ..AuditEvent::new(Event::UserDisabled)
     })
     .await?;
     println!("{}: disabled; sessions and tokens ended", user.username);
@@ -283,10 +280,9 @@ async fn bind_certificate(
     let (db, user) = find_user(&settings, &username).await?;
     db.bind_certificate(id.as_str(), &user.id).await?;
     db.audit(AuditEvent {
-        event: "certificate_bound",
         user_id: Some(&user.id),
         detail: Some(json!({ "national_id": id.as_str() })),
-        ..Default::default()
+        ..AuditEvent::new(Event::CertificateBound)
     })
     .await?;
     // Every new sign-in means is told to the owner (ANS rules, CNIL).
@@ -377,10 +373,9 @@ async fn remove_factors(settings: Settings, args: RemoveFactorsArgs) -> anyhow::
         return Ok(());
     }
     db.audit(AuditEvent {
-        event: "factors_removed_by_operator",
         user_id: Some(&user.id),
         detail: Some(json!({ "removed": removed })),
-        ..Default::default()
+        ..AuditEvent::new(Event::FactorsRemovedByOperator)
     })
     .await?;
     end_sessions(&settings, &db, &user.id).await?;
@@ -411,9 +406,8 @@ async fn enable(settings: Settings, username: String) -> anyhow::Result<()> {
     let (db, user) = find_user(&settings, &username).await?;
     db.set_disabled(&user.id, false).await?;
     db.audit(AuditEvent {
-        event: "user_enabled",
         user_id: Some(&user.id),
-        ..Default::default()
+        ..AuditEvent::new(Event::UserEnabled)
     })
     .await?;
     println!("{}: enabled", user.username);

@@ -1,5 +1,6 @@
 //! Types that are valid once built, and the pure rules of the protocol. No I/O here.
 
+pub mod audit;
 pub mod claims;
 pub mod client;
 pub mod national_id;

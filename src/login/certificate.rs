@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{Proof, finish_login, load};
 use crate::crypto::{random_token, token_hash};
+use crate::domain::audit::Event;
 use crate::services::grant::interaction_key;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
@@ -121,9 +122,8 @@ async fn check(
             let _ = state
                 .db
                 .audit(AuditEvent {
-                    event: "certificate_refused",
                     detail: Some(serde_json::json!({ "reason": e.to_string() })),
-                    ..Default::default()
+                    ..AuditEvent::new(Event::CertificateRefused)
                 })
                 .await;
             return refuse("cert.invalid");
@@ -135,9 +135,8 @@ async fn check(
             state
                 .db
                 .audit(AuditEvent {
-                    event: "certificate_unbound",
                     detail: Some(serde_json::json!({ "national_id": national_id.as_str() })),
-                    ..Default::default()
+                    ..AuditEvent::new(Event::CertificateUnbound)
                 })
                 .await?;
             if !state.settings.mtls.bind_on_first_use {
@@ -189,13 +188,12 @@ impl AppState {
         if !two_factors {
             self.db
                 .audit(AuditEvent {
-                    event: "certificate_binding_refused",
                     user_id: Some(user_id),
                     detail: Some(serde_json::json!({
                         "national_id": national_id,
                         "reason": "no second factor in this sign-in",
                     })),
-                    ..Default::default()
+                    ..AuditEvent::new(Event::CertificateBindingRefused)
                 })
                 .await?;
             return Ok(());
@@ -210,10 +208,9 @@ impl AppState {
         }
         self.db
             .audit(AuditEvent {
-                event: "certificate_bound",
                 user_id: Some(&user.id),
                 detail: Some(serde_json::json!({ "national_id": national_id, "at": "first use" })),
-                ..Default::default()
+                ..AuditEvent::new(Event::CertificateBound)
             })
             .await?;
         let factor = format!(
@@ -260,9 +257,8 @@ pub async fn back(
     state
         .db
         .audit(AuditEvent {
-            event: "login_ok_certificate",
             user_id: Some(&user_id),
-            ..Default::default()
+            ..AuditEvent::new(Event::LoginOkCertificate)
         })
         .await?;
     Ok(finish_login(

@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 
+use crate::domain::audit::Event;
 use crate::web::PageError;
 use crate::web::form::{PageForm, PasswordChange};
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -92,7 +93,7 @@ pub async fn submit(
             &user,
             &form.new_password,
             &form.new_password_confirm,
-            "password_changed_at_sign_in",
+            Event::PasswordChangedAtSignIn,
             l,
         )
         .await?

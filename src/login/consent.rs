@@ -3,6 +3,7 @@
 use super::{deny, load};
 use crate::crypto::ct_eq;
 use crate::domain::Client;
+use crate::domain::audit::Event;
 use crate::services::grant::{Interaction, interaction_key};
 use crate::state::AppState;
 use crate::store::db::audit::AuditEvent;
@@ -63,13 +64,12 @@ pub async fn consent(
         state
             .db
             .audit(AuditEvent {
-                event: "consent_granted",
                 user_id: Some(&current.session.user_id),
                 client_id: Some(client.id.as_str()),
                 detail: Some(
                     serde_json::json!({ "scope": interaction.request.scopes.to_string() }),
                 ),
-                ..Default::default()
+                ..AuditEvent::new(Event::ConsentGranted)
             })
             .await?;
         state.eph.delete(&interaction_key(&uid)).await?;

@@ -6,6 +6,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use crate::domain::audit::Event;
 use crate::web::PageError;
 use crate::web::form::PageForm;
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -193,9 +194,8 @@ async fn mail_link(
         state
             .db
             .audit(AuditEvent {
-                event: "password_reset_unknown",
                 ip: Some(address.to_owned()),
-                ..Default::default()
+                ..AuditEvent::new(Event::PasswordResetUnknown)
             })
             .await?;
         return Ok(());
@@ -216,10 +216,9 @@ async fn mail_link(
     state
         .db
         .audit(AuditEvent {
-            event: "password_reset_requested",
             user_id: Some(&user.id),
             ip: Some(address.to_owned()),
-            ..Default::default()
+            ..AuditEvent::new(Event::PasswordResetRequested)
         })
         .await?;
     Ok(())
@@ -309,7 +308,7 @@ pub async fn reset(
             &user,
             &form.new_password,
             &form.new_password_confirm,
-            "password_reset",
+            Event::PasswordReset,
             locale,
         )
         .await?

@@ -17,6 +17,7 @@ use webauthn_rs::prelude::{
 
 use super::{Proof, finish_login, load, load_posted};
 use crate::crypto::ct_eq;
+use crate::domain::audit::Event;
 use crate::domain::passkey::{credential_key, user_handle};
 use crate::services::grant::Interaction;
 use crate::state::{AppState, Internal};
@@ -235,7 +236,7 @@ pub async fn submit(
     let Some(proof) = proof else {
         let address = state.client_ip(&peer, &headers);
         state
-            .step_failed("passkey_failed", after_password.as_deref(), &address)
+            .step_failed(Event::PasskeyFailed, after_password.as_deref(), &address)
             .await?;
         let error = Some(text(i.locale, "passkey.failed"));
         return Ok(match after_password {
@@ -246,13 +247,12 @@ pub async fn submit(
     state
         .db
         .audit(AuditEvent {
-            event: if after_password.is_some() {
-                "login_ok_two_factor"
-            } else {
-                "login_ok_passkey"
-            },
             user_id: Some(&proof.user_id),
-            ..Default::default()
+            ..AuditEvent::new(if after_password.is_some() {
+                Event::LoginOkTwoFactor
+            } else {
+                Event::LoginOkPasskey
+            })
         })
         .await?;
     i.second_factor = None;

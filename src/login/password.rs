@@ -3,6 +3,7 @@
 
 use super::{Proof, ask_second_factor, deny_weak, finish_login, load};
 use crate::crypto::ct_eq;
+use crate::domain::audit::Event;
 use crate::domain::{Client, Username};
 use crate::hashing::Verified;
 use crate::services::grant::{Interaction, interaction_key};
@@ -207,11 +208,11 @@ async fn sign_in(
     let now = state.now();
     let p = &state.settings.password;
     let outcome = match (&user, verified) {
-        (Some(u), Verified::Yes(_)) if u.disabled => ("login_refused_disabled", None),
+        (Some(u), Verified::Yes(_)) if u.disabled => (Event::LoginRefusedDisabled, None),
         (Some(u), Verified::Yes(_))
             if u.temporary_password_lapsed(now, p.temporary_validity_days) =>
         {
-            ("login_refused_temporary_lapsed", None)
+            (Event::LoginRefusedTemporaryLapsed, None)
         }
         (Some(u), Verified::Yes(rehash)) => {
             if let (Some(h), Some(was)) = (rehash, u.password_hash.as_deref()) {
@@ -220,25 +221,27 @@ async fn sign_in(
             state.account_succeeded(&identifier).await?;
             if u.must_change_password(now, p.max_age_days) {
                 (
-                    "login_must_change_password",
+                    Event::LoginMustChangePassword,
                     Some(SignIn::MustChange(u.id.clone(), u.sign_in_epoch)),
                 )
             } else {
-                ("login_ok", Some(SignIn::Ok(u.id.clone(), u.sign_in_epoch)))
+                (
+                    Event::LoginOk,
+                    Some(SignIn::Ok(u.id.clone(), u.sign_in_epoch)),
+                )
             }
         }
-        _ => ("login_failed", None),
+        _ => (Event::LoginFailed, None),
     };
     state
         .db
         .audit(AuditEvent {
-            event: outcome.0,
             user_id: user.as_ref().map(|u| u.id.as_str()),
             ip: Some(address.to_owned()),
             detail: user
                 .is_none()
                 .then(|| serde_json::json!({ "reason": "unknown identifier" })),
-            ..Default::default()
+            ..AuditEvent::new(outcome.0)
         })
         .await?;
     if let Some(ok) = outcome.1 {
@@ -256,7 +259,7 @@ impl AppState {
     /// the client address like a wrong password, and is audited.
     pub(crate) async fn step_failed(
         &self,
-        event: &'static str,
+        event: Event,
         user_id: Option<&str>,
         address: &str,
     ) -> Result<(), Internal> {
@@ -264,10 +267,9 @@ impl AppState {
             .await?;
         self.db
             .audit(AuditEvent {
-                event,
                 user_id,
                 ip: Some(address.to_owned()),
-                ..Default::default()
+                ..AuditEvent::new(event)
             })
             .await?;
         Ok(())

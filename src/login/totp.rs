@@ -11,6 +11,7 @@ use minijinja::context;
 use serde::Deserialize;
 
 use super::{Proof, finish_login, load, load_posted, pending_account};
+use crate::domain::audit::Event;
 use crate::domain::totp::{authenticator, recovery_hash};
 use crate::services::grant::Interaction;
 use crate::services::throttle::Gate;
@@ -98,7 +99,7 @@ pub async fn submit(
         state.account_failed(&identifier).await?;
         let address = state.client_ip(&peer, &headers);
         state
-            .step_failed("second_factor_failed", Some(&user.id), &address)
+            .step_failed(Event::SecondFactorFailed, Some(&user.id), &address)
             .await?;
         let error = Some(text(l, "totp.wrong"));
         return Ok(page(&state, &uid, &i, error, StatusCode::UNAUTHORIZED).await?);
@@ -107,9 +108,8 @@ pub async fn submit(
     state
         .db
         .audit(AuditEvent {
-            event: "login_ok_two_factor",
             user_id: Some(&user.id),
-            ..Default::default()
+            ..AuditEvent::new(Event::LoginOkTwoFactor)
         })
         .await?;
     i.second_factor = None;

@@ -23,7 +23,7 @@ impl AppState {
         user: &User,
         new: &str,
         confirm: &str,
-        event: &'static str,
+        event: crate::domain::audit::Event,
         locale: Locale,
     ) -> Result<Result<(), Vec<Violation>>, Internal> {
         let policy = self.policy();
@@ -58,9 +58,8 @@ impl AppState {
         self.eph.delete(&latest_reset_key(&user.id)).await?;
         self.db
             .audit(AuditEvent {
-                event,
                 user_id: Some(&user.id),
-                ..Default::default()
+                ..AuditEvent::new(event)
             })
             .await?;
         let when = chrono::Utc::now().format("%d/%m/%Y %H:%M UTC").to_string();

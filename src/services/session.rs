@@ -8,6 +8,7 @@ use axum::http::{HeaderMap, HeaderValue};
 use serde::{Deserialize, Serialize};
 
 use crate::crypto::{random_token, token_hash};
+use crate::domain::audit::Event;
 use crate::state::AppState;
 use crate::store::ephemeral::EphemeralError;
 use crate::web::cookies;
@@ -249,9 +250,8 @@ impl AppState {
         let _ = self
             .db
             .audit(crate::store::db::audit::AuditEvent {
-                event: "logout",
                 user_id: Some(&current.session.user_id),
-                ..Default::default()
+                ..crate::store::db::audit::AuditEvent::new(Event::Logout)
             })
             .await;
         Ok(())

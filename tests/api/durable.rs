@@ -174,14 +174,13 @@ async fn audit_rows_are_written(backend: Backend) {
     app.state
         .db
         .audit(sesame::store::db::audit::AuditEvent {
-            event: "key_rotated",
             ip: Some("127.0.0.1".into()),
-            ..Default::default()
+            ..sesame::store::db::audit::AuditEvent::new(sesame::domain::audit::Event::KeysRotated)
         })
         .await
         .unwrap();
     let rows = app.state.db.recent_audit(5).await.unwrap();
-    assert_eq!(rows[0].event, "key_rotated");
+    assert_eq!(rows[0].event, "keys_rotated");
     assert_eq!(rows[0].detail, "{}");
 }
 

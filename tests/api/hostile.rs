@@ -503,9 +503,8 @@ async fn identifiers_with_control_characters_cannot_be_registered(backend: Backe
     assert!(matches!(r, Ok(None) | Err(DbError::Refused(_))), "{r:?}");
     let r = db
         .audit(sesame::store::db::audit::AuditEvent {
-            event: "test",
             client_id: Some("a\0b"),
-            ..Default::default()
+            ..sesame::store::db::audit::AuditEvent::new(sesame::domain::audit::Event::KeysRotated)
         })
         .await;
     assert!(matches!(r, Ok(()) | Err(DbError::Refused(_))), "{r:?}");

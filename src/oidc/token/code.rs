@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use crate::crypto::token_hash;
 use crate::domain::Client;
+use crate::domain::audit::Event;
 use crate::oidc::error::OAuthError;
 use crate::oidc::params::Params;
 use crate::services::grant::{CodeGrant, RedeemedCode, access_key, code_key, redeemed_key};
@@ -104,9 +105,8 @@ async fn replayed_or_unknown(
     state
         .db
         .audit(AuditEvent {
-            event: "code_replayed",
             client_id: Some(client.id.as_str()),
-            ..Default::default()
+            ..AuditEvent::new(Event::CodeReplayed)
         })
         .await?;
     Ok(OAuthError::invalid_grant("authorization code already used"))

@@ -3,6 +3,7 @@
 
 use super::{Refresh, TokenResponse, active_user, issue, refresh_expiry, refresh_grant};
 use crate::crypto::{random_token, token_hash};
+use crate::domain::audit::Event;
 use crate::domain::{Client, Scopes};
 use crate::oidc::error::OAuthError;
 use crate::oidc::params::Params;
@@ -63,10 +64,9 @@ pub(super) async fn refresh_token(
             state
                 .db
                 .audit(AuditEvent {
-                    event: "refresh_token_replayed",
                     user_id: Some(&r.user_id),
                     client_id: Some(client.id.as_str()),
-                    ..Default::default()
+                    ..AuditEvent::new(Event::RefreshTokenReplayed)
                 })
                 .await?;
             return Err(invalid());

@@ -5,13 +5,26 @@ use sqlx::Row;
 
 use super::{Db, DbError, now};
 
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct AuditEvent<'a> {
-    pub event: &'a str,
+    pub event: crate::domain::audit::Event,
     pub user_id: Option<&'a str>,
     pub client_id: Option<&'a str>,
     pub ip: Option<String>,
     pub detail: Option<Value>,
+}
+
+impl AuditEvent<'_> {
+    /// An `event` row with nothing else yet: set the other fields with struct update syntax.
+    pub fn new(event: crate::domain::audit::Event) -> Self {
+        Self {
+            event,
+            user_id: None,
+            client_id: None,
+            ip: None,
+            detail: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -27,7 +40,7 @@ impl Db {
     pub async fn audit(&self, e: AuditEvent<'_>) -> Result<(), DbError> {
         sqlx::query("INSERT INTO audit_events (at, event, user_id, client_id, ip, detail) VALUES ($1, $2, $3, $4, $5, $6)")
             .bind(now())
-            .bind(e.event)
+            .bind(e.event.as_str())
             .bind(e.user_id)
             .bind(e.client_id)
             .bind(e.ip)
