@@ -8,9 +8,39 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+/// The RFC 6749 §5.2 error codes Sésame answers (and RFC 7009's, RFC 8707's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidClient,
+    InvalidGrant,
+    UnauthorizedClient,
+    UnsupportedGrantType,
+    InvalidScope,
+    UnsupportedTokenType,
+    InvalidTarget,
+    ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct OAuthError {
-    pub error: &'static str,
+    pub error: ErrorCode,
     pub description: Cow<'static, str>,
     pub status: StatusCode,
     /// Seconds for `Retry-After` on 429.
@@ -19,7 +49,7 @@ pub struct OAuthError {
 
 impl OAuthError {
     fn new(
-        error: &'static str,
+        error: ErrorCode,
         status: StatusCode,
         description: impl Into<Cow<'static, str>>,
     ) -> Self {
@@ -31,30 +61,30 @@ impl OAuthError {
         }
     }
     pub fn invalid_request(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_request", StatusCode::BAD_REQUEST, d)
+        Self::new(ErrorCode::InvalidRequest, StatusCode::BAD_REQUEST, d)
     }
     pub fn invalid_client(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_client", StatusCode::UNAUTHORIZED, d)
+        Self::new(ErrorCode::InvalidClient, StatusCode::UNAUTHORIZED, d)
     }
     pub fn invalid_grant(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_grant", StatusCode::BAD_REQUEST, d)
+        Self::new(ErrorCode::InvalidGrant, StatusCode::BAD_REQUEST, d)
     }
     pub fn unauthorized_client(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("unauthorized_client", StatusCode::BAD_REQUEST, d)
+        Self::new(ErrorCode::UnauthorizedClient, StatusCode::BAD_REQUEST, d)
     }
     pub fn unsupported_grant_type(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("unsupported_grant_type", StatusCode::BAD_REQUEST, d)
+        Self::new(ErrorCode::UnsupportedGrantType, StatusCode::BAD_REQUEST, d)
     }
     pub fn invalid_scope(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("invalid_scope", StatusCode::BAD_REQUEST, d)
+        Self::new(ErrorCode::InvalidScope, StatusCode::BAD_REQUEST, d)
     }
     pub fn unsupported_token_type(d: impl Into<Cow<'static, str>>) -> Self {
-        Self::new("unsupported_token_type", StatusCode::BAD_REQUEST, d)
+        Self::new(ErrorCode::UnsupportedTokenType, StatusCode::BAD_REQUEST, d)
     }
     /// Too many failures from this address (RFC 6585), with `Retry-After`.
     pub fn too_many_requests(retry_after: u64) -> Self {
         Self {
-            error: "invalid_request",
+            error: ErrorCode::InvalidRequest,
             description: format!("too many failed requests; retry after {retry_after} seconds")
                 .into(),
             status: StatusCode::TOO_MANY_REQUESTS,
@@ -64,7 +94,7 @@ impl OAuthError {
     /// Our fault, logged by the caller; the client learns nothing more.
     pub fn server_error() -> Self {
         Self::new(
-            "server_error",
+            ErrorCode::ServerError,
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal error",
         )
@@ -86,7 +116,8 @@ impl<E: std::error::Error + 'static> From<E> for OAuthError {
 
 impl IntoResponse for OAuthError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.error, "error_description": ascii(&self.description) });
+        let body =
+            json!({ "error": self.error.as_str(), "error_description": ascii(&self.description) });
         let mut res = (self.status, Json(body)).into_response();
         let h = res.headers_mut();
         h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));

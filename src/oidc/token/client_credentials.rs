@@ -41,7 +41,7 @@ pub(super) async fn client_credentials(
         Some(resource) => {
             if !client.resources.iter().any(|r| r == resource) {
                 return Err(OAuthError {
-                    error: "invalid_target",
+                    error: crate::oidc::error::ErrorCode::InvalidTarget,
                     ..OAuthError::invalid_request("resource is not allowed for this client")
                 });
             }

@@ -61,7 +61,8 @@ pub async fn token(
         Err(e) => return OAuthError::from(e).into_response(),
     }
     let outcome = handle(&state, &headers, &body).await;
-    let failed_auth = matches!(&outcome, Err(e) if e.error == "invalid_client");
+    let failed_auth =
+        matches!(&outcome, Err(e) if e.error == crate::oidc::error::ErrorCode::InvalidClient);
     if !failed_auth && let Err(e) = state.address_forgive("token", &address).await {
         tracing::warn!(error = %e, "cannot release a token attempt");
     }
