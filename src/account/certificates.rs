@@ -4,6 +4,7 @@
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::Response;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 
 use super::owner_with_password;
@@ -22,7 +23,7 @@ pub struct RemoveForm {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
-    password: String,
+    password: secrecy::SecretString,
     #[serde(default)]
     national_id: String,
 }
@@ -33,8 +34,14 @@ pub async fn remove(
     PageForm(form): PageForm<RemoveForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let (_, user) =
-        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
+    let (_, user) = owner_with_password(
+        &state,
+        &headers,
+        &form.csrf_token,
+        form.password.expose_secret(),
+        locale,
+    )
+    .await?;
     if !state
         .db
         .unbind_certificate(&user.id, &form.national_id)

@@ -12,6 +12,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minijinja::{Value, context};
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 
 use crate::crypto::{b64url, ct_eq, sha256};
@@ -66,7 +67,7 @@ pub async fn change_password(
         .recheck_password(
             &user,
             Some(&form.username),
-            &form.old_password,
+            form.old_password.expose_secret(),
             Some(&address),
         )
         .await?
@@ -81,8 +82,8 @@ pub async fn change_password(
     match state
         .set_password(
             &user,
-            &form.new_password,
-            &form.new_password_confirm,
+            form.new_password.expose_secret(),
+            form.new_password_confirm.expose_secret(),
             Event::PasswordChanged,
             locale,
         )

@@ -1,6 +1,7 @@
 //! « Mon compte » → passkeys: add one (named; the password first, like every change of a
 //! sign-in means), or remove one. Each change sends an e-mail with the support contact.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -33,7 +34,7 @@ pub struct PasskeyForm {
     #[serde(default)]
     csrf_token: String,
     #[serde(default)]
-    password: String,
+    password: secrecy::SecretString,
     #[serde(default)]
     name: String,
     #[serde(default)]
@@ -80,8 +81,14 @@ pub async fn start(
         .webauthn
         .as_ref()
         .ok_or_else(PageError::sign_in_first)?;
-    let (c, user) =
-        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
+    let (c, user) = owner_with_password(
+        &state,
+        &headers,
+        &form.csrf_token,
+        form.password.expose_secret(),
+        locale,
+    )
+    .await?;
     let existing = state.passkeys_of(&user.id).await?;
     if existing.len() >= MAX_PASSKEYS {
         return page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await;
@@ -187,8 +194,14 @@ pub async fn remove(
     PageForm(form): PageForm<PasskeyForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let (_, user) =
-        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
+    let (_, user) = owner_with_password(
+        &state,
+        &headers,
+        &form.csrf_token,
+        form.password.expose_secret(),
+        locale,
+    )
+    .await?;
     let Some(name) = state.db.delete_passkey(&user.id, &form.id).await? else {
         return Err(PageError::not_found());
     };

@@ -1,6 +1,7 @@
 //! « Mon compte » → strong authentication: enrol a TOTP app (QR code made here), get recovery
 //! codes once, or remove it. Both changes send an e-mail with the support contact.
 
+use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -30,7 +31,7 @@ pub struct TotpForm {
     #[serde(default)]
     code: String,
     #[serde(default)]
-    password: String,
+    password: secrecy::SecretString,
 }
 
 fn pending_key(c: &Current) -> String {
@@ -43,8 +44,14 @@ pub async fn start(
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let (c, user) =
-        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
+    let (c, user) = owner_with_password(
+        &state,
+        &headers,
+        &form.csrf_token,
+        form.password.expose_secret(),
+        locale,
+    )
+    .await?;
     let secret = totp_rs::Secret::generate().to_base32();
     state
         .eph
@@ -121,8 +128,14 @@ pub async fn remove(
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
     let locale = Locale::negotiate(None, &headers);
-    let (_, user) =
-        owner_with_password(&state, &headers, &form.csrf_token, &form.password, locale).await?;
+    let (_, user) = owner_with_password(
+        &state,
+        &headers,
+        &form.csrf_token,
+        form.password.expose_secret(),
+        locale,
+    )
+    .await?;
     if state.db.delete_totp(&user.id).await? {
         state
             .db

@@ -2,6 +2,7 @@
 //! "Attention : votre mot de passe a expiré…" → change form → confirmation page and e-mail →
 //! the pending authorization request continues to the portal without a second sign-in.
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 
 use crate::domain::audit::Event;
@@ -79,7 +80,7 @@ pub async fn submit(
         .recheck_password(
             &user,
             Some(&form.username),
-            &form.old_password,
+            form.old_password.expose_secret(),
             Some(&address),
         )
         .await?
@@ -91,8 +92,8 @@ pub async fn submit(
     if let Err(v) = state
         .set_password(
             &user,
-            &form.new_password,
-            &form.new_password_confirm,
+            form.new_password.expose_secret(),
+            form.new_password_confirm.expose_secret(),
             Event::PasswordChangedAtSignIn,
             l,
         )

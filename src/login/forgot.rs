@@ -3,6 +3,7 @@
 //! new request voids the older link) → new password → confirmation page and e-mail. A
 //! completed reset ends every session and refresh token of the account.
 
+use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -52,9 +53,9 @@ pub struct ResetForm {
     #[serde(default)]
     username: String,
     #[serde(default)]
-    new_password: String,
+    new_password: secrecy::SecretString,
     #[serde(default)]
-    new_password_confirm: String,
+    new_password_confirm: secrecy::SecretString,
 }
 
 /// A reset link's record, under the hash of its token.
@@ -306,8 +307,8 @@ pub async fn reset(
     match state
         .set_password(
             &user,
-            &form.new_password,
-            &form.new_password_confirm,
+            form.new_password.expose_secret(),
+            form.new_password_confirm.expose_secret(),
             Event::PasswordReset,
             locale,
         )

@@ -19,6 +19,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
+use secrecy::ExposeSecret;
 use serde::Deserialize;
 use std::net::SocketAddr;
 
@@ -27,7 +28,7 @@ pub struct LoginForm {
     #[serde(default)]
     username: String,
     #[serde(default)]
-    password: String,
+    password: secrecy::SecretString,
     #[serde(default)]
     csrf_token: String,
 }
@@ -115,7 +116,7 @@ pub async fn password_login(
         &state,
         &state.client_ip(&peer, &headers),
         &form.username,
-        &form.password,
+        form.password.expose_secret(),
     )
     .await
     {

@@ -41,9 +41,9 @@ where
 pub struct PasswordChange {
     pub csrf_token: String,
     pub username: String,
-    pub old_password: String,
-    pub new_password: String,
-    pub new_password_confirm: String,
+    pub old_password: secrecy::SecretString,
+    pub new_password: secrecy::SecretString,
+    pub new_password_confirm: secrecy::SecretString,
     pub captcha_id: String,
     pub captcha: String,
 }
