@@ -6,6 +6,7 @@ use secrecy::ExposeSecret;
 use std::net::SocketAddr;
 
 use crate::domain::audit::Event;
+use crate::services::grant::Progress;
 use crate::web::PageError;
 use crate::web::form::{PageForm, PasswordChange};
 use axum::extract::{ConnectInfo, Path, Query, State};
@@ -34,7 +35,11 @@ pub async fn show(
     Query(choice): Query<CaptchaChoice>,
 ) -> Result<Response, PageError> {
     let (i, _) = load(&state, &headers, &uid).await?;
-    let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
+    let user_id = i
+        .progress
+        .must_change()
+        .map(str::to_owned)
+        .ok_or_else(PageError::expired)?;
     let user = state
         .db
         .user_by_id(&user_id)
@@ -61,7 +66,11 @@ pub async fn submit(
     PageForm(form): PageForm<PasswordChange>,
 ) -> Result<Response, PageError> {
     let (mut i, _) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-    let user_id = i.must_change.clone().ok_or_else(PageError::expired)?;
+    let user_id = i
+        .progress
+        .must_change()
+        .map(str::to_owned)
+        .ok_or_else(PageError::expired)?;
     let user = pending_account(&state, &user_id).await?;
     let l = i.locale;
     let retry = |errors: Vec<String>| {
@@ -101,12 +110,12 @@ pub async fn submit(
     {
         return Ok(retry(messages(l, &v)).await?);
     }
-    i.must_change = None;
+    i.progress = Progress::SignIn;
     let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
     // The new password is one factor, like the old: a second factor still comes next,
     // and a portal that needs two is refused to an account that has one only.
     if state.has_second_factor(&user.id).await? {
-        i.second_factor = Some(user.id.clone());
+        i.progress = Progress::SecondFactor(user.id.clone());
         state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
         return Ok(crate::web::done(
             &state.pages,
@@ -133,7 +142,7 @@ pub async fn submit(
             i.epoch.unwrap_or(user.sign_in_epoch),
         )
         .await?;
-    i.user_id = Some(user.id.clone());
+    i.progress = Progress::SignedIn(user.id.clone());
     state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
     let mut res = crate::web::done(
         &state.pages,

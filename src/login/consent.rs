@@ -37,7 +37,7 @@ pub async fn consent(
         Err(h) => return h.in_locale(locale).into_response(),
     };
     if !ct_eq(form.csrf_token.as_bytes(), interaction.csrf.as_bytes())
-        || interaction.user_id.is_none()
+        || interaction.progress.signed_in().is_none()
     {
         return PageError::expired().in_locale(locale).into_response();
     }
@@ -49,7 +49,7 @@ pub async fn consent(
         let Some(mut current) = state
             .current_session(&headers)
             .await?
-            .filter(|c| Some(&c.session.user_id) == interaction.user_id.as_ref())
+            .filter(|c| Some(c.session.user_id.as_str()) == interaction.progress.signed_in())
         else {
             return Err(PageError::expired());
         };

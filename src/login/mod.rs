@@ -12,6 +12,7 @@ pub mod passkey;
 pub mod password;
 pub mod totp;
 
+use crate::services::grant::Progress;
 use crate::web::PageError;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
@@ -132,7 +133,7 @@ pub(crate) async fn finish_login(
             .needs_consent(client, user_id, &interaction.request)
             .await?
         {
-            interaction.user_id = Some(user_id.to_owned());
+            interaction.progress = Progress::SignedIn(user_id.to_owned());
             let ttl =
                 std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
             state
@@ -160,7 +161,7 @@ pub(crate) async fn ask_second_factor(
     mut interaction: Interaction,
     user_id: &str,
 ) -> Response {
-    interaction.second_factor = Some(user_id.to_owned());
+    interaction.progress = Progress::SecondFactor(user_id.to_owned());
     let ttl = std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
     match state
         .eph

@@ -20,6 +20,7 @@ use crate::crypto::ct_eq;
 use crate::domain::audit::Event;
 use crate::domain::passkey::{credential_key, user_handle};
 use crate::services::grant::Interaction;
+use crate::services::grant::Progress;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::Page;
@@ -228,7 +229,7 @@ pub async fn submit(
     PageForm(form): PageForm<AnswerForm>,
 ) -> Result<Response, PageError> {
     let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-    let after_password = i.second_factor.clone();
+    let after_password = i.progress.second_factor().map(str::to_owned);
     let proof = state
         .passkey_answer(&uid, &form.credential)
         .await?
@@ -255,7 +256,7 @@ pub async fn submit(
             })
         })
         .await?;
-    i.second_factor = None;
+    i.progress = Progress::SignIn;
     let proof_of = Proof::passkey(&state, &proof, after_password.is_some());
     Ok(finish_login(&state, &uid, i, &client, &proof.user_id, proof_of).await)
 }

@@ -6,6 +6,7 @@ use crate::crypto::ct_eq;
 use crate::domain::audit::Event;
 use crate::domain::{Client, Username};
 use crate::hashing::Verified;
+use crate::services::grant::Progress;
 use crate::services::grant::{Interaction, interaction_key};
 use crate::services::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
 use crate::state::{AppState, Internal};
@@ -40,10 +41,14 @@ pub async fn interaction(
 ) -> Response {
     let locale = Locale::negotiate(None, &headers);
     match load(&state, &headers, &uid).await {
-        Ok((i, client)) if i.user_id.is_some() => resume(&state, &headers, &uid, i, &client)
-            .await
-            .unwrap_or_else(|h| h.in_locale(locale).into_response()),
-        Ok((i, _)) if i.must_change.is_some() => see_other(&format!("/interaction/{uid}/password")),
+        Ok((i, client)) if i.progress.signed_in().is_some() => {
+            resume(&state, &headers, &uid, i, &client)
+                .await
+                .unwrap_or_else(|h| h.in_locale(locale).into_response())
+        }
+        Ok((i, _)) if i.progress.must_change().is_some() => {
+            see_other(&format!("/interaction/{uid}/password"))
+        }
         Ok((i, client)) => {
             let username = i.request.login_hint.clone().unwrap_or_default();
             login_page_text(&state, &uid, &i, &client, &username, None).into_response()
@@ -63,7 +68,7 @@ async fn resume(
     let mut current = state
         .current_session(headers)
         .await?
-        .filter(|c| Some(&c.session.user_id) == i.user_id.as_ref())
+        .filter(|c| Some(c.session.user_id.as_str()) == i.progress.signed_in())
         .ok_or_else(PageError::expired)?;
     if state
         .needs_consent(client, &current.session.user_id, &i.request)
@@ -144,7 +149,7 @@ pub async fn password_login(
         }
         Ok(SignIn::MustChange(user_id, epoch)) => {
             interaction.epoch = Some(epoch);
-            interaction.must_change = Some(user_id);
+            interaction.progress = Progress::MustChange(user_id);
             let ttl =
                 std::time::Duration::from_secs(state.settings.tokens.interaction_minutes * 60);
             match state

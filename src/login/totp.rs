@@ -14,6 +14,7 @@ use super::{Proof, finish_login, load, load_posted, pending_account};
 use crate::domain::audit::Event;
 use crate::domain::totp::{authenticator, recovery_hash};
 use crate::services::grant::Interaction;
+use crate::services::grant::Progress;
 use crate::services::throttle::Gate;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
@@ -70,7 +71,7 @@ pub async fn show(
     Path(uid): Path<String>,
 ) -> Result<Response, PageError> {
     let (i, _) = load(&state, &headers, &uid).await?;
-    if i.second_factor.is_none() {
+    if i.progress.second_factor().is_none() {
         return Err(PageError::expired());
     }
     Ok(page(&state, &uid, &i, None, StatusCode::OK).await?)
@@ -84,7 +85,11 @@ pub async fn submit(
     PageForm(form): PageForm<CodeForm>,
 ) -> Result<Response, PageError> {
     let (mut i, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
-    let user_id = i.second_factor.clone().ok_or_else(PageError::expired)?;
+    let user_id = i
+        .progress
+        .second_factor()
+        .map(str::to_owned)
+        .ok_or_else(PageError::expired)?;
     let user = pending_account(&state, &user_id).await?;
     let identifier = user.username.to_string();
     let l = i.locale;
@@ -112,7 +117,7 @@ pub async fn submit(
             ..AuditEvent::new(Event::LoginOkTwoFactor)
         })
         .await?;
-    i.second_factor = None;
+    i.progress = Progress::SignIn;
     Ok(finish_login(
         &state,
         &uid,
@@ -132,7 +137,7 @@ pub(crate) async fn page(
     error: Option<String>,
     status: StatusCode,
 ) -> Result<Response, Internal> {
-    let user_id = i.second_factor.as_deref().unwrap_or_default();
+    let user_id = i.progress.second_factor().unwrap_or_default();
     let options = state.passkey_challenge(uid, Some(user_id)).await?;
     let html = state.pages.render(
         "totp.html",

@@ -14,7 +14,9 @@ use super::params::{Params, is_form};
 use crate::crypto::{random_token, token_hash};
 use crate::domain::claims::ClaimsRequest;
 use crate::domain::{Client, CodeChallenge, GrantType, RedirectUri, Scopes};
-use crate::services::grant::{AuthRequest, Interaction, Prompt, interaction_key, redirect_with};
+use crate::services::grant::{
+    AuthRequest, Interaction, Progress, Prompt, interaction_key, redirect_with,
+};
 use crate::services::session::Current;
 use crate::services::throttle::{AUTHORIZE_PER_ADDRESS, Gate, PENDING_PER_BROWSER};
 use crate::state::{AppState, Internal};
@@ -537,9 +539,11 @@ async fn start_interaction(
         request,
         csrf: random_token(),
         locale: asker.locale,
-        user_id,
-        must_change: None,
-        second_factor,
+        progress: match (user_id, second_factor) {
+            (Some(u), _) => Progress::SignedIn(u),
+            (None, Some(u)) => Progress::SecondFactor(u),
+            (None, None) => Progress::SignIn,
+        },
         pending_binding: None,
         browser: token_hash(&browser),
         replaces: None,
@@ -551,7 +555,7 @@ async fn start_interaction(
         .put_json(&interaction_key(&uid), &interaction, ttl)
         .await?;
     keep_latest_per_browser(state, &interaction.browser, &uid, ttl).await?;
-    let next = if interaction.second_factor.is_some() {
+    let next = if interaction.progress.second_factor().is_some() {
         format!("/interaction/{uid}/totp")
     } else {
         format!("/interaction/{uid}")

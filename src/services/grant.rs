@@ -43,20 +43,51 @@ pub struct AuthRequest {
     pub need_mfa: bool,
 }
 
+/// How far the sign-in of a pending request has come (each step names the account it is for).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "stage", content = "user_id", rename_all = "snake_case")]
+pub enum Progress {
+    /// No one has signed in yet.
+    #[default]
+    SignIn,
+    /// The password was right but must be changed first (F3).
+    MustChange(String),
+    /// The first factor (a password, or a session) is done; the one-time code or a passkey is next.
+    SecondFactor(String),
+    /// Signed in: consent, or the resume after a password change, is next.
+    SignedIn(String),
+}
+
+impl Progress {
+    pub fn must_change(&self) -> Option<&str> {
+        match self {
+            Progress::MustChange(u) => Some(u),
+            _ => None,
+        }
+    }
+    pub fn second_factor(&self) -> Option<&str> {
+        match self {
+            Progress::SecondFactor(u) => Some(u),
+            _ => None,
+        }
+    }
+    pub fn signed_in(&self) -> Option<&str> {
+        match self {
+            Progress::SignedIn(u) => Some(u),
+            _ => None,
+        }
+    }
+}
+
 /// A request waiting for the user at `/interaction/{uid}`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Interaction {
     pub request: AuthRequest,
     pub csrf: String,
     pub locale: Locale,
-    /// Set once the user has signed in (consent, or the resume after a password change, is next).
-    pub user_id: Option<String>,
-    /// Set when the password was right but must be changed first (F3).
+    /// How far the sign-in has come.
     #[serde(default)]
-    pub must_change: Option<String>,
-    /// Set when the password (or the session) is right and the one-time code is next.
-    #[serde(default)]
-    pub second_factor: Option<String>,
+    pub progress: Progress,
     /// A verified card's national identifier, bound to whoever signs in next in this request
     /// (`mtls.bind_on_first_use`).
     #[serde(default)]
