@@ -38,6 +38,28 @@ pub struct Inner {
     pub backchannel: Backchannel,
     /// Discovery never changes while running: serialised once.
     pub discovery: Bytes,
+    /// What `now()` reads.
+    pub clock: Clock,
+}
+
+/// The time the flows read. Only tests move it (`advance`), so that idle and absolute session
+/// lifetimes, links and temporary passwords are tested without sleeping; stores that expire
+/// records themselves (Redis TTLs) keep the real time.
+#[derive(Default)]
+pub struct Clock {
+    offset: std::sync::atomic::AtomicI64,
+}
+
+impl Clock {
+    pub fn now(&self) -> i64 {
+        crate::store::db::now() + self.offset.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Moves the flows' time forward (tests).
+    pub fn advance(&self, by: Duration) {
+        self.offset
+            .fetch_add(by.as_secs() as i64, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// What the page extractors need to render an error.
@@ -120,6 +142,7 @@ impl AppState {
             webauthn,
             backchannel,
             discovery,
+            clock: Clock::default(),
         })))
     }
 
@@ -143,8 +166,10 @@ impl AppState {
         self.users.get(&self.db, id).await
     }
 
+    /// Unix seconds, as the flows see them (sessions, links, codes, tokens): the system clock
+    /// plus the tests' offset (see [`Clock`]).
     pub fn now(&self) -> i64 {
-        crate::store::db::now()
+        self.clock.now()
     }
 
     /// Keeps replicas' key rings in step with rotations done elsewhere.

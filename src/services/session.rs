@@ -74,7 +74,9 @@ impl AppState {
     fn session_ttl(&self, s: &Session) -> Option<Duration> {
         let idle = self.settings.session.idle_minutes as i64 * 60;
         let absolute_end = s.created_at + self.settings.session.max_hours as i64 * 3600;
-        let left = (absolute_end - self.now()).min(idle);
+        // Idle from the last recorded use (recorded at most once a minute), never past the
+        // absolute end; the store's TTL says the same, this holds without it.
+        let left = (absolute_end - self.now()).min(s.touched_at + idle - self.now());
         (left > 0).then(|| Duration::from_secs(left as u64))
     }
 

@@ -9,6 +9,7 @@ mod abuse;
 mod authorize;
 mod certificates;
 mod cli;
+mod clock;
 mod code_flow;
 mod demo;
 mod durable;
