@@ -350,7 +350,17 @@ impl Settings {
         Ok(settings)
     }
 
+    /// Every setting that cannot be used is refused at start, with its key.
     pub fn validate(&self) -> Result<(), SettingsError> {
+        self.validate_issuer()?;
+        self.validate_stores()?;
+        self.validate_limits()?;
+        self.validate_mail()?;
+        self.validate_mtls()
+    }
+
+    /// The issuer is byte-identical in tokens: an https URL (http only on loopback), bare.
+    fn validate_issuer(&self) -> Result<(), SettingsError> {
         let issuer = url::Url::parse(&self.issuer).map_err(|_| SettingsError::Invalid {
             key: "issuer",
             expected: "an absolute http(s) URL such as https://id.example.fr".into(),
@@ -375,6 +385,11 @@ impl Settings {
                     .into(),
             });
         }
+        Ok(())
+    }
+
+    /// SQLite or PostgreSQL; Redis URLs.
+    fn validate_stores(&self) -> Result<(), SettingsError> {
         if !(self.database_url.starts_with("sqlite:") || self.database_url.starts_with("postgres"))
         {
             return Err(SettingsError::Invalid {
@@ -395,6 +410,11 @@ impl Settings {
                 });
             }
         }
+        Ok(())
+    }
+
+    /// Key sizes, lifetimes and the hashing pool.
+    fn validate_limits(&self) -> Result<(), SettingsError> {
         if self.keys.rsa_bits < 2048 {
             return Err(SettingsError::Invalid {
                 key: "keys.rsa_bits",
@@ -413,6 +433,17 @@ impl Settings {
                 expected: "between 1 and 600 (RFC 6749 caps codes at 10 minutes)".into(),
             });
         }
+        if self.password.max_concurrent_hashes == 0 {
+            return Err(SettingsError::Invalid {
+                key: "password.max_concurrent_hashes",
+                expected: "at least 1".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The SMTP URL and the sender.
+    fn validate_mail(&self) -> Result<(), SettingsError> {
         if let Some(url) = &self.mail.smtp_url
             && !(url.starts_with("smtp://") || url.starts_with("smtps://"))
         {
@@ -426,13 +457,6 @@ impl Settings {
             return Err(SettingsError::Invalid {
                 key: "mail.from",
                 expected: "an address such as Sésame <no-reply@example.fr>".into(),
-            });
-        }
-        self.validate_mtls()?;
-        if self.password.max_concurrent_hashes == 0 {
-            return Err(SettingsError::Invalid {
-                key: "password.max_concurrent_hashes",
-                expected: "at least 1".into(),
             });
         }
         Ok(())

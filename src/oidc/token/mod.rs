@@ -166,30 +166,8 @@ pub(super) async fn issue(
     let (family, refresh_token) = match refresh {
         Refresh::Rotated { family, token } => (Some(family), Some(token)),
         Refresh::Start if client.allows(GrantType::RefreshToken) => {
-            let family = uuid::Uuid::new_v4().to_string();
-            let grant = refresh_grant(scopes, auth, claims_request);
-            let token = random_token();
-            let started = state
-                .db
-                .start_refresh_family(
-                    NewFamily {
-                        family_id: &family,
-                        user_id: &user.id,
-                        client_id: client.id.as_str(),
-                        session_id: (!grant.offline).then_some(auth.sid.as_str()),
-                        auth_time: auth.auth_time,
-                        epoch: auth.epoch,
-                    },
-                    NewRefreshToken {
-                        token_hash: &token_hash(&token),
-                        grant_json: &serde_json::to_string(&grant)?,
-                        expires_at: refresh_expiry(state),
-                    },
-                )
-                .await?;
-            if !started {
-                return Err(OAuthError::invalid_grant("the account is not active"));
-            }
+            let (family, token) =
+                start_family(state, client, user, scopes, auth, claims_request).await?;
             (Some(family), Some(token))
         }
         Refresh::Start => (None, None),
@@ -253,6 +231,43 @@ pub(super) async fn issue(
         },
         family,
     })
+}
+
+/// A new refresh family for this grant, with its first token; refused when the account is
+/// disabled or its sign-in epoch moved on since the grant's sign-in.
+async fn start_family(
+    state: &AppState,
+    client: &Client,
+    user: &User,
+    scopes: &Scopes,
+    auth: &AuthContext,
+    claims_request: &ClaimsRequest,
+) -> Result<(String, String), OAuthError> {
+    let family = uuid::Uuid::new_v4().to_string();
+    let grant = refresh_grant(scopes, auth, claims_request);
+    let token = random_token();
+    let started = state
+        .db
+        .start_refresh_family(
+            NewFamily {
+                family_id: &family,
+                user_id: &user.id,
+                client_id: client.id.as_str(),
+                session_id: (!grant.offline).then_some(auth.sid.as_str()),
+                auth_time: auth.auth_time,
+                epoch: auth.epoch,
+            },
+            NewRefreshToken {
+                token_hash: &token_hash(&token),
+                grant_json: &serde_json::to_string(&grant)?,
+                expires_at: refresh_expiry(state),
+            },
+        )
+        .await?;
+    if !started {
+        return Err(OAuthError::invalid_grant("the account is not active"));
+    }
+    Ok((family, token))
 }
 
 impl AppState {
