@@ -30,10 +30,10 @@ pub struct RemoveForm {
 
 pub async fn remove(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<RemoveForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let (_, user) = owner_with_password(
         &state,
         &headers,

@@ -28,9 +28,9 @@ pub(crate) fn csrf(c: &Current) -> String {
 
 pub async fn show(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let c = state
         .current_session(&headers)
         .await?
@@ -40,11 +40,11 @@ pub async fn show(
 
 pub async fn change_password(
     State(state): State<AppState>,
+    locale: Locale,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     PageForm(form): PageForm<PasswordChange>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let Some(current) = state.current_session(&headers).await? else {
         return Err(PageError::sign_in_first());
     };

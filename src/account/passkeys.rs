@@ -73,10 +73,10 @@ fn factor_label(locale: Locale, name: &str) -> String {
 
 pub async fn start(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<PasskeyForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let rp = state
         .webauthn
         .as_ref()
@@ -129,10 +129,10 @@ pub async fn start(
 
 pub async fn finish(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<PasskeyForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let rp = state
         .webauthn
         .as_ref()
@@ -190,10 +190,10 @@ pub async fn finish(
 
 pub async fn remove(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<PasskeyForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let (_, user) = owner_with_password(
         &state,
         &headers,

@@ -40,10 +40,10 @@ fn pending_key(c: &Current) -> String {
 
 pub async fn start(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let (c, user) = owner_with_password(
         &state,
         &headers,
@@ -70,10 +70,10 @@ pub async fn start(
 
 pub async fn confirm(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let (c, user) = owner(&state, &headers, &form.csrf_token).await?;
     let Some(secret) = state.eph.get(&pending_key(&c)).await? else {
         return Err(PageError::sign_in_first());
@@ -124,10 +124,10 @@ pub async fn confirm(
 
 pub async fn remove(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<TotpForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let (_, user) = owner_with_password(
         &state,
         &headers,

@@ -27,11 +27,11 @@ pub struct CsrfForm {
 
 pub async fn consent(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     Path(uid): Path<String>,
     PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
-    let locale = Locale::negotiate(None, &headers);
     let (interaction, client) = match load(&state, &headers, &uid).await {
         Ok(x) => x,
         Err(h) => return h.in_locale(locale).into_response(),
@@ -84,11 +84,11 @@ pub async fn consent(
 
 pub async fn cancel(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     Path(uid): Path<String>,
     PageForm(form): PageForm<CsrfForm>,
 ) -> Response {
-    let locale = Locale::negotiate(None, &headers);
     match load(&state, &headers, &uid).await {
         Ok((i, _)) if ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) => {
             deny(&state, &uid, &i).await

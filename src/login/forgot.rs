@@ -74,11 +74,11 @@ fn reset_key(token: &str) -> String {
 
 pub async fn show(
     State(state): State<AppState>,
+    locale: Locale,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Query(choice): Query<CaptchaChoice>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let text_captcha = choice.captcha.as_deref() == Some("text");
     // Each page draws a captcha and keeps it with a form token: counted per address.
     let address = state.client_ip(&peer, &headers);
@@ -93,11 +93,11 @@ pub async fn show(
 
 pub async fn submit(
     State(state): State<AppState>,
+    locale: Locale,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     PageForm(form): PageForm<ForgotForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     let address = state.client_ip(&peer, &headers);
     // Every request counts, before anything is checked or sent.
     if let Gate::Wait(s) = state
@@ -258,10 +258,9 @@ async fn live_grant(state: &AppState, token: &str) -> Result<Option<(ResetGrant,
 
 pub async fn show_reset(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    locale: Locale,
     Path(token): Path<String>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     if live_grant(&state, &token).await?.is_none() {
         return Ok(invalid(&state, locale));
     }
@@ -270,11 +269,10 @@ pub async fn show_reset(
 
 pub async fn reset(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    locale: Locale,
     Path(token): Path<String>,
     PageForm(form): PageForm<ResetForm>,
 ) -> Result<Response, PageError> {
-    let locale = Locale::negotiate(None, &headers);
     // The link first (read only): a post to no live link writes nothing, not even a
     // new form.
     let Some((grant, user)) = live_grant(&state, &token).await? else {

@@ -8,8 +8,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 
 /// `/`: who is signed in, with the « Se déconnecter » menu.
-pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let locale = Locale::negotiate(None, &headers);
+pub async fn home(State(state): State<AppState>, locale: Locale, headers: HeaderMap) -> Response {
     let name = match state.current_session(&headers).await {
         Ok(Some(c)) => state
             .db
@@ -34,8 +33,7 @@ pub async fn home(State(state): State<AppState>, headers: HeaderMap) -> Response
     Page::ok(html).into_response()
 }
 
-pub async fn not_found(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    let locale = Locale::negotiate(None, &headers);
+pub async fn not_found(State(state): State<AppState>, locale: Locale) -> Response {
     state
         .pages
         .error_page(locale, "error.not_found", StatusCode::NOT_FOUND)

@@ -36,10 +36,10 @@ pub struct LoginForm {
 
 pub async fn interaction(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     Path(uid): Path<String>,
 ) -> Response {
-    let locale = Locale::negotiate(None, &headers);
     match load(&state, &headers, &uid).await {
         Ok((i, client)) if i.progress.signed_in().is_some() => {
             resume(&state, &headers, &uid, i, &client)
@@ -98,12 +98,12 @@ enum SignIn {
 
 pub async fn password_login(
     State(state): State<AppState>,
+    locale: Locale,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uid): Path<String>,
     PageForm(form): PageForm<LoginForm>,
 ) -> Response {
-    let locale = Locale::negotiate(None, &headers);
     let (mut interaction, client) = match load(&state, &headers, &uid).await {
         Ok(x) => x,
         Err(h) => return h.in_locale(locale).into_response(),

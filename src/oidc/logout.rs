@@ -223,10 +223,10 @@ pub struct ConfirmForm {
 
 pub async fn confirm(
     State(state): State<AppState>,
+    locale: Locale,
     headers: HeaderMap,
     PageForm(form): PageForm<ConfirmForm>,
 ) -> Response {
-    let locale = Locale::negotiate(None, &headers);
     let result = async {
         let pending: Pending = state
             .eph

@@ -64,6 +64,19 @@ impl Locale {
     }
 }
 
+/// The browser's language (`Accept-Language`), for a handler that has no flow of its own
+/// to take it from.
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Locale {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Locale::negotiate(None, &parts.headers))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
