@@ -2,12 +2,11 @@
 //! replaced card) after the password is asked again; the owner is e-mailed.
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::Response;
 use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::owner_with_password;
+use super::{AccountForm, ConfirmedOwner, Owner};
 use crate::domain::audit::Event;
 use crate::mail::Kind;
 use crate::services::credentials::notify;
@@ -15,7 +14,6 @@ use crate::state::AppState;
 use crate::store::db::audit::AuditEvent;
 use crate::web::Locale;
 use crate::web::PageError;
-use crate::web::form::PageForm;
 use crate::web::templates::text;
 
 #[derive(Deserialize)]
@@ -28,20 +26,24 @@ pub struct RemoveForm {
     national_id: String,
 }
 
+impl AccountForm for RemoveForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+    fn password(&self) -> &str {
+        self.password.expose_secret()
+    }
+}
+
 pub async fn remove(
     State(state): State<AppState>,
     locale: Locale,
-    headers: HeaderMap,
-    PageForm(form): PageForm<RemoveForm>,
+    ConfirmedOwner(Owner {
+        current: _,
+        user,
+        form,
+    }): ConfirmedOwner<RemoveForm>,
 ) -> Result<Response, PageError> {
-    let (_, user) = owner_with_password(
-        &state,
-        &headers,
-        &form.csrf_token,
-        form.password.expose_secret(),
-        locale,
-    )
-    .await?;
     if !state
         .db
         .unbind_certificate(&user.id, &form.national_id)

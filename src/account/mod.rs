@@ -178,20 +178,67 @@ pub(crate) async fn owner(
     Ok((c, user))
 }
 
-/// The owner posting one of the forms that add or remove a sign-in means, who typed the
-/// account's password again: a session alone must not be enough to swap in another factor.
-pub(crate) async fn owner_with_password(
-    state: &AppState,
-    headers: &HeaderMap,
-    csrf_token: &str,
-    password: &str,
-    locale: Locale,
-) -> Result<(Current, crate::domain::user::User), PageError> {
-    let (c, user) = owner(state, headers, csrf_token).await?;
-    if let Some(refusal) = password_refused(state, &c, &user, password, locale).await? {
-        return Err(PageError::Shown(refusal));
+/// A « Mon compte » form: its CSRF token, and the account's password when the form asks for it.
+pub trait AccountForm {
+    fn csrf_token(&self) -> &str;
+    fn password(&self) -> &str {
+        ""
     }
-    Ok((c, user))
+}
+
+/// The signed-in owner of « Mon compte » and the form they posted (session and CSRF checked).
+pub struct Owner<T> {
+    pub current: Current,
+    pub user: crate::domain::user::User,
+    pub form: T,
+}
+
+impl<T> axum::extract::FromRequest<AppState> for Owner<T>
+where
+    T: serde::de::DeserializeOwned + AccountForm + Send,
+{
+    type Rejection = PageError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, PageError> {
+        let headers = req.headers().clone();
+        let PageForm(form) = PageForm::<T>::from_request(req, state)
+            .await
+            .map_err(PageError::Shown)?;
+        let (current, user) = owner(state, &headers, form.csrf_token()).await?;
+        Ok(Owner {
+            current,
+            user,
+            form,
+        })
+    }
+}
+
+/// The same, having typed the account's password again: what adding or removing a sign-in
+/// means asks for.
+pub struct ConfirmedOwner<T>(pub Owner<T>);
+
+impl<T> axum::extract::FromRequest<AppState> for ConfirmedOwner<T>
+where
+    T: serde::de::DeserializeOwned + AccountForm + Send,
+{
+    type Rejection = PageError;
+
+    async fn from_request(
+        req: axum::extract::Request,
+        state: &AppState,
+    ) -> Result<Self, PageError> {
+        let locale = Locale::negotiate(None, req.headers());
+        let o = Owner::<T>::from_request(req, state).await?;
+        if let Some(refusal) =
+            password_refused(state, &o.current, &o.user, o.form.password(), locale).await?
+        {
+            return Err(PageError::Shown(refusal));
+        }
+        Ok(ConfirmedOwner(o))
+    }
 }
 
 /// Checks the account's password, throttled like every other password check.

@@ -5,14 +5,13 @@ use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::{csrf, owner, owner_with_password, page};
+use super::{AccountForm, ConfirmedOwner, Owner, csrf, page};
 use crate::crypto::token_hash;
 use crate::domain::audit::Event;
 use crate::domain::passkey::{credential_key, user_handle};
@@ -22,7 +21,6 @@ use crate::services::session::Current;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::PageError;
-use crate::web::form::PageForm;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
 
@@ -41,6 +39,15 @@ pub struct PasskeyForm {
     credential: String,
     #[serde(default)]
     id: String,
+}
+
+impl AccountForm for PasskeyForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+    fn password(&self) -> &str {
+        self.password.expose_secret()
+    }
 }
 
 /// A registration under way: the name chosen and webauthn-rs's state.
@@ -74,21 +81,16 @@ fn factor_label(locale: Locale, name: &str) -> String {
 pub async fn start(
     State(state): State<AppState>,
     locale: Locale,
-    headers: HeaderMap,
-    PageForm(form): PageForm<PasskeyForm>,
+    ConfirmedOwner(Owner {
+        current: c,
+        user,
+        form,
+    }): ConfirmedOwner<PasskeyForm>,
 ) -> Result<Response, PageError> {
     let rp = state
         .webauthn
         .as_ref()
         .ok_or_else(PageError::sign_in_first)?;
-    let (c, user) = owner_with_password(
-        &state,
-        &headers,
-        &form.csrf_token,
-        form.password.expose_secret(),
-        locale,
-    )
-    .await?;
     let existing = state.passkeys_of(&user.id).await?;
     if existing.len() >= MAX_PASSKEYS {
         return page(&state, &c, locale, vec![text(locale, "passkey.too_many")]).await;
@@ -130,14 +132,16 @@ pub async fn start(
 pub async fn finish(
     State(state): State<AppState>,
     locale: Locale,
-    headers: HeaderMap,
-    PageForm(form): PageForm<PasskeyForm>,
+    Owner {
+        current: c,
+        user,
+        form,
+    }: Owner<PasskeyForm>,
 ) -> Result<Response, PageError> {
     let rp = state
         .webauthn
         .as_ref()
         .ok_or_else(PageError::sign_in_first)?;
-    let (c, user) = owner(&state, &headers, &form.csrf_token).await?;
     let refused =
         || async { page(&state, &c, locale, vec![text(locale, "passkey.refused")]).await };
     let Some(pending) = state.eph.take_json::<Pending>(&pending_key(&c)).await? else {
@@ -191,17 +195,12 @@ pub async fn finish(
 pub async fn remove(
     State(state): State<AppState>,
     locale: Locale,
-    headers: HeaderMap,
-    PageForm(form): PageForm<PasskeyForm>,
+    ConfirmedOwner(Owner {
+        current: _,
+        user,
+        form,
+    }): ConfirmedOwner<PasskeyForm>,
 ) -> Result<Response, PageError> {
-    let (_, user) = owner_with_password(
-        &state,
-        &headers,
-        &form.csrf_token,
-        form.password.expose_secret(),
-        locale,
-    )
-    .await?;
     let Some(name) = state.db.delete_passkey(&user.id, &form.id).await? else {
         return Err(PageError::not_found());
     };

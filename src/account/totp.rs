@@ -5,12 +5,12 @@ use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{csrf, owner, owner_with_password};
+use super::{AccountForm, ConfirmedOwner, Owner, csrf};
 use crate::crypto::token_hash;
 use crate::domain::audit::Event;
 use crate::domain::totp::{authenticator, recovery_codes, recovery_hash};
@@ -20,7 +20,6 @@ use crate::services::session::Current;
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
 use crate::web::PageError;
-use crate::web::form::PageForm;
 use crate::web::templates::text;
 use crate::web::{Locale, Page};
 
@@ -34,6 +33,15 @@ pub struct TotpForm {
     password: secrecy::SecretString,
 }
 
+impl AccountForm for TotpForm {
+    fn csrf_token(&self) -> &str {
+        &self.csrf_token
+    }
+    fn password(&self) -> &str {
+        self.password.expose_secret()
+    }
+}
+
 fn pending_key(c: &Current) -> String {
     format!("totp_pending:{}", token_hash(&c.key))
 }
@@ -41,17 +49,12 @@ fn pending_key(c: &Current) -> String {
 pub async fn start(
     State(state): State<AppState>,
     locale: Locale,
-    headers: HeaderMap,
-    PageForm(form): PageForm<TotpForm>,
+    ConfirmedOwner(Owner {
+        current: c,
+        user,
+        form: _,
+    }): ConfirmedOwner<TotpForm>,
 ) -> Result<Response, PageError> {
-    let (c, user) = owner_with_password(
-        &state,
-        &headers,
-        &form.csrf_token,
-        form.password.expose_secret(),
-        locale,
-    )
-    .await?;
     let secret = totp_rs::Secret::generate().to_base32();
     state
         .eph
@@ -71,10 +74,12 @@ pub async fn start(
 pub async fn confirm(
     State(state): State<AppState>,
     locale: Locale,
-    headers: HeaderMap,
-    PageForm(form): PageForm<TotpForm>,
+    Owner {
+        current: c,
+        user,
+        form,
+    }: Owner<TotpForm>,
 ) -> Result<Response, PageError> {
-    let (c, user) = owner(&state, &headers, &form.csrf_token).await?;
     let Some(secret) = state.eph.get(&pending_key(&c)).await? else {
         return Err(PageError::sign_in_first());
     };
@@ -125,17 +130,12 @@ pub async fn confirm(
 pub async fn remove(
     State(state): State<AppState>,
     locale: Locale,
-    headers: HeaderMap,
-    PageForm(form): PageForm<TotpForm>,
+    ConfirmedOwner(Owner {
+        current: _,
+        user,
+        form: _,
+    }): ConfirmedOwner<TotpForm>,
 ) -> Result<Response, PageError> {
-    let (_, user) = owner_with_password(
-        &state,
-        &headers,
-        &form.csrf_token,
-        form.password.expose_secret(),
-        locale,
-    )
-    .await?;
     if state.db.delete_totp(&user.id).await? {
         state
             .db
