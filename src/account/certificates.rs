@@ -3,10 +3,9 @@
 
 use axum::extract::State;
 use axum::response::Response;
-use secrecy::ExposeSecret;
 use serde::Deserialize;
 
-use super::{AccountForm, ConfirmedOwner, Owner};
+use super::{ConfirmedOwner, Owner};
 use crate::domain::audit::Event;
 use crate::mail::Kind;
 use crate::services::credentials::notify;
@@ -26,14 +25,7 @@ pub struct RemoveForm {
     national_id: String,
 }
 
-impl AccountForm for RemoveForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-    fn password(&self) -> &str {
-        self.password.expose_secret()
-    }
-}
+super::account_form!(RemoveForm);
 
 pub async fn remove(
     State(state): State<AppState>,

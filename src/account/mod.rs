@@ -186,6 +186,21 @@ pub trait AccountForm {
     }
 }
 
+/// `AccountForm` for a form with `csrf_token` and `password` fields.
+macro_rules! account_form {
+    ($form:ty) => {
+        impl $crate::account::AccountForm for $form {
+            fn csrf_token(&self) -> &str {
+                &self.csrf_token
+            }
+            fn password(&self) -> &str {
+                secrecy::ExposeSecret::expose_secret(&self.password)
+            }
+        }
+    };
+}
+pub(crate) use account_form;
+
 /// The signed-in owner of « Mon compte » and the form they posted (session and CSRF checked).
 pub struct Owner<T> {
     pub current: Current,

@@ -1,7 +1,6 @@
 //! « Mon compte » → passkeys: add one (named; the password first, like every change of a
 //! sign-in means), or remove one. Each change sends an e-mail with the support contact.
 
-use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -11,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use super::{AccountForm, ConfirmedOwner, Owner, csrf, page};
+use super::{ConfirmedOwner, Owner, csrf, page};
 use crate::crypto::token_hash;
 use crate::domain::audit::Event;
 use crate::domain::passkey::{credential_key, user_handle};
@@ -41,14 +40,7 @@ pub struct PasskeyForm {
     id: String,
 }
 
-impl AccountForm for PasskeyForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-    fn password(&self) -> &str {
-        self.password.expose_secret()
-    }
-}
+super::account_form!(PasskeyForm);
 
 /// A registration under way: the name chosen and webauthn-rs's state.
 #[derive(Serialize, Deserialize)]

@@ -1,7 +1,6 @@
 //! « Mon compte » → strong authentication: enrol a TOTP app (QR code made here), get recovery
 //! codes once, or remove it. Both changes send an e-mail with the support contact.
 
-use secrecy::ExposeSecret;
 use std::time::Duration;
 
 use axum::extract::State;
@@ -10,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use minijinja::context;
 use serde::Deserialize;
 
-use super::{AccountForm, ConfirmedOwner, Owner, csrf};
+use super::{ConfirmedOwner, Owner, csrf};
 use crate::crypto::token_hash;
 use crate::domain::audit::Event;
 use crate::domain::totp::{authenticator, recovery_codes, recovery_hash};
@@ -33,14 +32,7 @@ pub struct TotpForm {
     password: secrecy::SecretString,
 }
 
-impl AccountForm for TotpForm {
-    fn csrf_token(&self) -> &str {
-        &self.csrf_token
-    }
-    fn password(&self) -> &str {
-        self.password.expose_secret()
-    }
-}
+super::account_form!(TotpForm);
 
 fn pending_key(c: &Current) -> String {
     format!("totp_pending:{}", token_hash(&c.key))
