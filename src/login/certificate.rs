@@ -109,7 +109,7 @@ async fn check(
     // A card is worth presenting only for a request that is waiting for one (either path).
     match state.eph.get(&interaction_key(uid)).await {
         Ok(Some(_)) => {}
-        Ok(None) => return PageError::expired().in_locale(locale).into_response(),
+        Ok(None) => return PageError::expired().into_response(),
         Err(e) => return PageError::from(e).into_response(),
     }
     if chain.is_empty() {
@@ -251,9 +251,13 @@ pub async fn back(
         state.eph.put_json(&interaction_key(&uid), &i, ttl).await?;
         return Ok(see_other(&format!("/interaction/{uid}")));
     };
-    if !state.user_active(&user_id).await? {
-        return Err(PageError::expired());
-    }
+    // The card is the first factor: the session it opens is in the epoch read here.
+    i.epoch = Some(
+        state
+            .active_epoch(&user_id)
+            .await?
+            .ok_or_else(PageError::expired)?,
+    );
     state
         .db
         .audit(AuditEvent {

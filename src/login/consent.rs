@@ -1,19 +1,18 @@
 //! Consent for third-party portals, and « Annuler »: the portal is told `access_denied`.
 
-use super::{deny, load};
-use crate::crypto::ct_eq;
+use super::{deny, load_posted};
 use crate::domain::Client;
 use crate::domain::audit::Event;
 use crate::services::grant::{Interaction, interaction_key};
 use crate::state::AppState;
 use crate::store::db::audit::AuditEvent;
+use crate::web::Page;
 use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::see_other;
-use crate::web::{Locale, Page};
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use minijinja::context;
 use serde::Deserialize;
 
@@ -27,75 +26,56 @@ pub struct CsrfForm {
 
 pub async fn consent(
     State(state): State<AppState>,
-    locale: Locale,
     headers: HeaderMap,
     Path(uid): Path<String>,
     PageForm(form): PageForm<CsrfForm>,
-) -> Response {
-    let (interaction, client) = match load(&state, &headers, &uid).await {
-        Ok(x) => x,
-        Err(h) => return h.in_locale(locale).into_response(),
+) -> Result<Response, PageError> {
+    let (interaction, client) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
+    let Some(asked) = interaction.progress.signed_in() else {
+        return Err(PageError::expired());
     };
-    if !ct_eq(form.csrf_token.as_bytes(), interaction.csrf.as_bytes())
-        || interaction.progress.signed_in().is_none()
-    {
-        return PageError::expired().in_locale(locale).into_response();
-    }
     if form.decision != "allow" {
-        return deny(&state, &uid, &interaction).await;
+        return Ok(deny(&state, &uid, &interaction).await);
     }
-    let result = async {
-        // The consent must come from the signed-in user who was asked.
-        let Some(mut current) = state
-            .current_session(&headers)
-            .await?
-            .filter(|c| Some(c.session.user_id.as_str()) == interaction.progress.signed_in())
-        else {
-            return Err(PageError::expired());
-        };
-        state
-            .db
-            .grant_consent(
-                &current.session.user_id,
-                client.id.as_str(),
-                &interaction.request.scopes,
-            )
-            .await?;
-        state
-            .db
-            .audit(AuditEvent {
-                user_id: Some(&current.session.user_id),
-                client_id: Some(client.id.as_str()),
-                detail: Some(
-                    serde_json::json!({ "scope": interaction.request.scopes.to_string() }),
-                ),
-                ..AuditEvent::new(Event::ConsentGranted)
-            })
-            .await?;
-        state.eph.delete(&interaction_key(&uid)).await?;
-        Ok(see_other(
-            &state.issue_code(&interaction.request, &mut current).await?,
-        ))
+    // The consent must come from the signed-in user who was asked.
+    let Some(mut current) = state
+        .current_session(&headers)
+        .await?
+        .filter(|c| c.session.user_id == asked)
+    else {
+        return Err(PageError::expired());
     };
-    result
-        .await
-        .unwrap_or_else(|h: PageError| h.in_locale(locale).into_response())
+    state
+        .db
+        .grant_consent(
+            &current.session.user_id,
+            client.id.as_str(),
+            &interaction.request.scopes,
+        )
+        .await?;
+    state
+        .db
+        .audit(AuditEvent {
+            user_id: Some(&current.session.user_id),
+            client_id: Some(client.id.as_str()),
+            detail: Some(serde_json::json!({ "scope": interaction.request.scopes.to_string() })),
+            ..AuditEvent::new(Event::ConsentGranted)
+        })
+        .await?;
+    state.eph.delete(&interaction_key(&uid)).await?;
+    Ok(see_other(
+        &state.issue_code(&interaction.request, &mut current).await?,
+    ))
 }
 
 pub async fn cancel(
     State(state): State<AppState>,
-    locale: Locale,
     headers: HeaderMap,
     Path(uid): Path<String>,
     PageForm(form): PageForm<CsrfForm>,
-) -> Response {
-    match load(&state, &headers, &uid).await {
-        Ok((i, _)) if ct_eq(form.csrf_token.as_bytes(), i.csrf.as_bytes()) => {
-            deny(&state, &uid, &i).await
-        }
-        Ok(_) => PageError::expired().in_locale(locale).into_response(),
-        Err(h) => h.in_locale(locale).into_response(),
-    }
+) -> Result<Response, PageError> {
+    let (i, _) = load_posted(&state, &headers, &uid, &form.csrf_token).await?;
+    Ok(deny(&state, &uid, &i).await)
 }
 
 pub(super) fn consent_page(state: &AppState, uid: &str, i: &Interaction, client: &Client) -> Page {

@@ -313,7 +313,6 @@ pub async fn reset(
         .await?
     {
         Ok(()) => {
-            state.eph.delete(&latest_reset_key(&user.id)).await?;
             state.end_all_sessions(&user.id).await?;
             state.account_cleared(user.username.as_str()).await?;
             Ok(done(&state.pages, locale, "reset.done", None))

@@ -9,21 +9,19 @@ use minijinja::context;
 
 /// `/`: who is signed in, with the « Se déconnecter » menu.
 pub async fn home(State(state): State<AppState>, locale: Locale, headers: HeaderMap) -> Response {
-    let name = match state.current_session(&headers).await {
-        Ok(Some(c)) => state
-            .db
-            .user_by_id(&c.session.user_id)
-            .await
-            .ok()
-            .flatten()
-            .map(|u| u.display_name()),
-        _ => None,
-    };
-    let csrf = match &name {
-        Some(_) => crate::services::session::menu_csrf(&state, &headers)
-            .await
-            .unwrap_or_default(),
-        None => String::new(),
+    // One session read: the name in the menu and the sign-out button's token both come from it.
+    let (name, csrf) = match state.current_session(&headers).await {
+        Ok(Some(c)) => (
+            state
+                .db
+                .user_by_id(&c.session.user_id)
+                .await
+                .ok()
+                .flatten()
+                .map(|u| u.display_name()),
+            crate::services::session::session_csrf(&c),
+        ),
+        _ => (None, String::new()),
     };
     let html = state.pages.render(
         "home.html",

@@ -55,6 +55,8 @@ fn challenge_key(uid: &str) -> String {
 
 /// What a passkey proved.
 pub struct PasskeyProof {
+    /// The account's sign-in epoch, read as the passkey was checked.
+    pub epoch: i64,
     pub user_id: String,
     /// Synced (backup-eligible) passkeys live in software; others in a security key or TPM.
     pub synced: bool,
@@ -176,9 +178,9 @@ impl AppState {
         let Ok(result) = result else {
             return Ok(None);
         };
-        if !self.user_active(&row.user_id).await? {
+        let Some(epoch) = self.active_epoch(&row.user_id).await? else {
             return Ok(None);
-        }
+        };
         // An authenticator with a counter must move it past the stored one (the challenge's
         // snapshot may be older): a clone falls behind. Synced passkeys keep it at 0.
         if result.counter() > 0 && u64::from(result.counter()) <= stored_counter(&row.credential) {
@@ -196,6 +198,7 @@ impl AppState {
             return Ok(None);
         }
         Ok(Some(PasskeyProof {
+            epoch,
             user_id: row.user_id,
             synced: result.backup_eligible(),
         }))
@@ -257,6 +260,8 @@ pub async fn submit(
         })
         .await?;
     i.progress = Progress::SignIn;
+    // Passwordless, the passkey is the first factor: its session is in the epoch read with it.
+    i.epoch = i.epoch.or(Some(proof.epoch));
     let proof_of = Proof::passkey(&state, &proof, after_password.is_some());
     Ok(finish_login(&state, &uid, i, &client, &proof.user_id, proof_of).await)
 }

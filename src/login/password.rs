@@ -11,11 +11,11 @@ use crate::services::grant::{Interaction, interaction_key};
 use crate::services::throttle::{Gate, LOGIN_FAILURES_PER_ADDRESS};
 use crate::state::{AppState, Internal};
 use crate::store::db::audit::AuditEvent;
+use crate::web::Page;
 use crate::web::PageError;
 use crate::web::form::PageForm;
 use crate::web::see_other;
 use crate::web::templates::{text, text_n};
-use crate::web::{Locale, Page};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -36,7 +36,6 @@ pub struct LoginForm {
 
 pub async fn interaction(
     State(state): State<AppState>,
-    locale: Locale,
     headers: HeaderMap,
     Path(uid): Path<String>,
 ) -> Response {
@@ -44,7 +43,7 @@ pub async fn interaction(
         Ok((i, client)) if i.progress.signed_in().is_some() => {
             resume(&state, &headers, &uid, i, &client)
                 .await
-                .unwrap_or_else(|h| h.in_locale(locale).into_response())
+                .unwrap_or_else(|h| h.into_response())
         }
         Ok((i, _)) if i.progress.must_change().is_some() => {
             see_other(&format!("/interaction/{uid}/password"))
@@ -53,7 +52,7 @@ pub async fn interaction(
             let username = i.request.login_hint.clone().unwrap_or_default();
             login_page_text(&state, &uid, &i, &client, &username, None).into_response()
         }
-        Err(h) => h.in_locale(locale).into_response(),
+        Err(h) => h.into_response(),
     }
 }
 
@@ -98,7 +97,6 @@ enum SignIn {
 
 pub async fn password_login(
     State(state): State<AppState>,
-    locale: Locale,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     Path(uid): Path<String>,
@@ -106,7 +104,7 @@ pub async fn password_login(
 ) -> Response {
     let (mut interaction, client) = match load(&state, &headers, &uid).await {
         Ok(x) => x,
-        Err(h) => return h.in_locale(locale).into_response(),
+        Err(h) => return h.into_response(),
     };
     let page = |i: &Interaction, error: String, status: StatusCode| {
         login_page_text(&state, &uid, i, &client, &form.username, Some(error))

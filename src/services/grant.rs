@@ -273,11 +273,6 @@ impl AppState {
 }
 
 impl AppState {
-    /// The account exists and is not disabled.
-    pub async fn user_active(&self, user_id: &str) -> Result<bool, Internal> {
-        Ok(self.active_epoch(user_id).await?.is_some())
-    }
-
     /// The account's current sign-in epoch, if it exists and is not disabled.
     pub async fn active_epoch(&self, user_id: &str) -> Result<Option<i64>, Internal> {
         Ok(self

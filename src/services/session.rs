@@ -164,11 +164,12 @@ impl AppState {
         if let Some((key, json)) = old
             && let Ok(previous) = serde_json::from_str::<Session>(&json)
         {
-            if previous.user_id == user_id {
+            // The same account goes on in the same session, unless its absolute end has come.
+            if previous.user_id == user_id && self.session_ttl(&previous).is_some() {
                 session.sid = previous.sid;
                 session.clients = previous.clients;
                 session.created_at = previous.created_at;
-            } else {
+            } else if previous.user_id != user_id {
                 let current = Current {
                     key: key.to_owned(),
                     session: previous,
@@ -178,11 +179,10 @@ impl AppState {
         }
         let cookie = random_token();
         let key = key(&cookie);
-        let Some(ttl) = self.session_ttl(&session) else {
-            // The replaced session's absolute end has come: start afresh.
-            return Box::pin(self.start_session_replacing(user_id, session.amr, acr, None, epoch))
-                .await;
-        };
+        // Fresh, or carried over while the replaced session had time left: never empty.
+        let ttl = self
+            .session_ttl(&session)
+            .ok_or(crate::state::Internal::Gone)?;
         self.eph.put_json(&key, &session, ttl).await?;
         self.eph.put(&sid_key(&session.sid), "1", ttl).await?;
         let max = Duration::from_secs(self.settings.session.max_hours * 3600);
@@ -303,12 +303,6 @@ pub async fn end_all(
         eph.delete_owner(&format!("family:{family}")).await?;
     }
     Ok(())
-}
-
-/// The CSRF token of the sign-out button in our menu, bound to the session.
-pub async fn menu_csrf(state: &AppState, headers: &HeaderMap) -> Option<String> {
-    let current = state.current_session(headers).await.ok()??;
-    Some(session_csrf(&current))
 }
 
 pub fn session_csrf(c: &Current) -> String {
