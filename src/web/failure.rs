@@ -3,7 +3,7 @@
 //! [`render_failed_pages`], the one layer that knows the templates and the request's language.
 
 use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
@@ -103,29 +103,38 @@ pub async fn render_failed_pages(
     req: Request,
     next: Next,
 ) -> Response {
-    let browser = Locale::negotiate(None, req.headers());
-    let wants_page = req
-        .headers()
-        .get(axum::http::header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("text/html"));
+    // Kept aside (two reference-counted header values), read only if the answer failed: the
+    // successful majority pays for no parsing.
+    let mut asked = axum::http::HeaderMap::new();
+    for name in [header::ACCEPT, header::ACCEPT_LANGUAGE] {
+        if let Some(v) = req.headers().get(&name) {
+            asked.insert(name, v.clone());
+        }
+    }
     let res = next.run(req).await;
-    if let Some(f) = res.extensions().get::<FailedPage>().copied() {
-        return pages
-            .error_page(f.locale.unwrap_or(browser), f.key, res.status())
-            .into_response();
-    }
-    match bare_refusal(&res) {
-        Some(key) if wants_page => pages.error_page(browser, key, res.status()).into_response(),
-        _ => res,
-    }
+    let (key, locale) = match res.extensions().get::<FailedPage>().copied() {
+        Some(f) => (f.key, f.locale),
+        None => match bare_refusal(&res) {
+            Some(key) if wants_page(&asked) => (key, None),
+            _ => return res,
+        },
+    };
+    let locale = locale.unwrap_or_else(|| Locale::negotiate(None, &asked));
+    pages.error_page(locale, key, res.status()).into_response()
+}
+
+fn wants_page(asked: &axum::http::HeaderMap) -> bool {
+    asked
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("text/html"))
 }
 
 /// The message key for a framework refusal: a 4xx with no body of ours (none, or plain text).
 fn bare_refusal(res: &Response) -> Option<&'static str> {
     let plain = res
         .headers()
-        .get(axum::http::header::CONTENT_TYPE)
+        .get(header::CONTENT_TYPE)
         .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
     match res.status() {
         _ if !plain => None,
